@@ -20,7 +20,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-if [ -f "$STAMP" ] && [ "$STAMP" -nt setup.py ] && [ "$STAMP" -nt scripts/setup.sh ]; then
+if [ -f "$STAMP" ] && [ "$STAMP" -nt setup.py ] && [ "$STAMP" -nt scripts/setup.sh ] && [ "$STAMP" -nt requirements.txt ]; then
   echo "[setup] $VENV is up to date"; exit 0
 fi
 
