@@ -1,0 +1,224 @@
+"""Suite-agnostic episode helpers: run an actor, evaluate it per task, collect demos, write GIFs.
+
+An *actor* is a callable ``actor(obs, goal_image) -> action`` where ``obs`` is the env's
+observation dict (``"image"``, ``"state"``). If it has a ``reset(env)`` method, that is
+called after every ``env.reset`` (scripted experts plan there). Executed actions are
+clipped to the env's action bounds. This module imports no torch.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from crl_ros.sim.suites import get_suite
+
+Actor = Callable[[dict, np.ndarray], np.ndarray]
+
+
+def episode_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed derived from ``seed`` and integer keys (task index, episode index)."""
+    return int(np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1)[0])
+
+
+class ScriptedActor:
+    """The suite's (noisy) scripted expert as an actor."""
+
+    def __init__(self, suite_name: str, seed: int = 0, noise: float | None = None):
+        self.suite = get_suite(suite_name)
+        self.rng = np.random.default_rng(seed)
+        self.noise = noise
+        self._policy = None
+
+    def reset(self, env) -> None:
+        kwargs = {} if self.noise is None else {"noise": self.noise}
+        self._policy = self.suite.scripted_policy(env, self.rng, **kwargs)
+        self._policy.reset()
+
+    def __call__(self, obs: dict, goal_image: np.ndarray) -> np.ndarray:
+        return self._policy.act(obs)
+
+
+class RandomActor:
+    """Uniformly random actions within the env's bounds."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self._space = None
+
+    def reset(self, env) -> None:
+        self._space = env.action_space
+
+    def __call__(self, obs: dict, goal_image: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(self._space.low, self._space.high).astype(np.float32)
+
+
+def run_episode(env, actor: Actor, max_steps: int | None = None, record: bool = False,
+                seed: int | None = None, options: dict | None = None) -> dict[str, Any]:
+    """Run one episode; returns images [T+1, H, W, C], actions [T, A], success, steps and the goal image.
+
+    ``success`` is True if the env reported success at any step (envs end on success).
+    With ``record`` the rendered frames are kept for a video under ``"frames"``.
+    """
+    obs, info = env.reset(seed=seed, options=options)
+    goal_image = info["goal_image"]
+    if hasattr(actor, "reset"):
+        actor.reset(env)
+    max_steps = int(max_steps or env.max_episode_steps)
+    low, high = env.action_space.low, env.action_space.high
+    images, actions = [obs["image"]], []
+    frames = [env.render()] if record else None
+    success = bool(info.get("success", False))
+    steps = 0
+    while not success and steps < max_steps:
+        action = np.clip(np.asarray(actor(obs, goal_image), dtype=np.float32), low, high)
+        obs, _, terminated, truncated, info = env.step(action)
+        steps += 1
+        images.append(obs["image"])
+        actions.append(action)
+        if record:
+            frames.append(env.render())
+        success = success or bool(info.get("success", False))
+        if terminated or truncated:
+            break
+    result = {
+        "images": np.stack(images).astype(np.uint8),
+        "actions": np.stack(actions).astype(np.float32) if actions else np.zeros((0, low.shape[0]), np.float32),
+        "success": success, "steps": steps, "goal_image": goal_image,
+    }
+    if record:
+        result["frames"] = frames
+    return result
+
+
+def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int = 0, image_size: int = 48,
+             video_path: str | os.PathLike | None = None, max_steps: int | None = None,
+             progress: bool = False) -> dict[str, dict[str, float]]:
+    """Success of ``actor`` per task (``task="all"`` runs every task in ``suite.TASKS``).
+
+    Episode ``i`` of a task resets with a seed derived from (``seed``, task index, ``i``), so
+    the same seed gives the same starts and goals for every actor. Returns
+    ``{task: {"success_rate", "successes", "episodes", "mean_steps"}}``; with ``video_path``
+    the first episode of each task is saved as one GIF (camera view | goal image).
+    """
+    suite = get_suite(suite_name)
+    tasks = list(suite.TASKS) if task == "all" else [task]
+    for t in tasks:
+        if t not in suite.TASKS and t not in getattr(suite, "play_tasks", []):
+            raise ValueError(f"unknown {suite_name} task {t!r}; choose one of {list(suite.TASKS)} or 'all'")
+    results: dict[str, dict[str, float]] = {}
+    video: list[np.ndarray] = []
+    bar = _progress(len(tasks) * episodes, "eval", progress)
+    for task_index, t in enumerate(tasks):
+        env = suite.make_env(t, image_size=image_size)
+        successes, steps = 0, []
+        for i in range(episodes):
+            record = video_path is not None and i == 0
+            ep = run_episode(env, actor, max_steps=max_steps, record=record,
+                             seed=episode_seed(seed, suite.TASKS.index(t) if t in suite.TASKS else task_index, i))
+            successes += int(ep["success"])
+            steps.append(ep["steps"])
+            if record:
+                video.extend(side_by_side(f, ep["goal_image"]) for f in ep["frames"])
+            if bar is not None:
+                bar.update(1)
+        env.close()
+        results[t] = {"success_rate": successes / max(episodes, 1), "successes": successes,
+                      "episodes": episodes, "mean_steps": float(np.mean(steps)) if steps else 0.0}
+    if bar is not None:
+        bar.close()
+    if video_path is not None and video:
+        write_gif(video_path, video)
+    return results
+
+
+def mean_success(results: dict[str, dict[str, float]]) -> float:
+    """Success rate over all episodes of all tasks in an `evaluate` result."""
+    episodes = sum(r["episodes"] for r in results.values())
+    return sum(r["successes"] for r in results.values()) / max(episodes, 1)
+
+
+# -- demonstrations -------------------------------------------------------------------------
+_WORKER_ENVS: dict[tuple, Any] = {}
+
+
+def _demo_episode(job: tuple) -> dict[str, Any]:
+    suite_name, task, image_size, seed, index, noise = job
+    suite = get_suite(suite_name)
+    key = (suite_name, task, image_size)
+    if key not in _WORKER_ENVS:  # one env per task per process: MuJoCo scenes are slow to build
+        _WORKER_ENVS[key] = suite.make_env(task, image_size=image_size)
+    env = _WORKER_ENVS[key]
+    actor = ScriptedActor(suite_name, seed=episode_seed(seed, index, 1), noise=noise)
+    ep = run_episode(env, actor, seed=episode_seed(seed, index, 0))
+    ep["task"] = task
+    ep.pop("goal_image")
+    return ep
+
+
+def demo_tasks(suite_name: str, task_or_play: str) -> list[str]:
+    """The tasks a demo run cycles through: ``"play"`` means the suite's ``play_tasks``."""
+    suite = get_suite(suite_name)
+    if task_or_play == "play":
+        return list(suite.play_tasks)
+    if task_or_play not in suite.TASKS and task_or_play not in suite.play_tasks:
+        raise ValueError(f"unknown {suite_name} task {task_or_play!r}; choose one of {list(suite.TASKS)} or play")
+    return [task_or_play]
+
+
+def collect_demos(suite_name: str, task_or_play: str, episodes: int, seed: int = 0, image_size: int = 48,
+                  workers: int = 1, noise: float | None = None) -> Iterator[dict[str, Any]]:
+    """Yield scripted demonstration episodes in a fixed order (same seed, same data, any ``workers``).
+
+    ``task_or_play`` is a task name or ``"play"`` (cycles through the suite's play tasks).
+    Each episode: ``images`` [T+1, H, W, C] uint8, ``actions`` [T, A], ``success``, ``task``.
+    """
+    tasks = demo_tasks(suite_name, task_or_play)
+    jobs = [(suite_name, tasks[i % len(tasks)], image_size, seed, i, noise) for i in range(episodes)]
+    if workers <= 1:
+        for job in jobs:
+            yield _demo_episode(job)
+        return
+    # spawn, not fork: a parent holding a GL context or threads must not be forked
+    with mp.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_demo_episode, jobs, chunksize=max(1, min(8, episodes // (4 * workers))))
+
+
+# -- videos ---------------------------------------------------------------------------------
+def side_by_side(frame: np.ndarray, goal_image: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Camera frame | white gap | goal image (resized to the frame's height by nearest neighbour)."""
+    frame = np.asarray(frame, np.uint8)[..., :3]
+    goal = np.asarray(goal_image, np.uint8)[..., :3]
+    if goal.shape[0] != frame.shape[0]:
+        rows = np.arange(frame.shape[0]) * goal.shape[0] // frame.shape[0]
+        cols = np.arange(goal.shape[1] * frame.shape[0] // goal.shape[0]) * goal.shape[0] // frame.shape[0]
+        goal = goal[rows][:, cols]
+    spacer = np.full((frame.shape[0], gap, 3), 255, np.uint8)
+    return np.concatenate([frame, spacer, goal], axis=1)
+
+
+def write_gif(path: str | os.PathLike, frames: list[np.ndarray], fps: float = 5.0, min_height: int = 192) -> Path:
+    """Write RGB frames as a looping GIF, upscaled (nearest) to at least ``min_height`` px; atomic."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("no frames to write")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scale = max(1, int(np.ceil(min_height / frames[0].shape[0])))
+    images = [Image.fromarray(np.repeat(np.repeat(np.asarray(f, np.uint8), scale, 0), scale, 1)) for f in frames]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                   duration=int(1000 / fps), loop=0)
+    os.replace(tmp, path)
+    return path
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="ep")
