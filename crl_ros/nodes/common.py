@@ -1,0 +1,251 @@
+"""Shared by all crl_ros nodes: where config/ and models/ are, parameter declaration from
+config/<node>.yaml, QoS profiles, message <-> numpy conversions and the `main()` runner.
+
+rclpy and message packages are imported inside the functions that need them, so
+`crl convert` (which reads the camera settings from the same YAML) runs without ROS.
+
+The action message (topic ``action``) is std_msgs/Float32MultiArray with ONE layout
+dimension whose label is the comma-joined action names and whose size is 7::
+
+    data = [dx, dy, dz, droll, dpitch, dyaw, gripper]
+
+(crl_ros.robot.actions: base-frame metres / radians per control step, gripper opening
+in [0, 1]). A goal_image of size 0x0 means "no goal" (what clear_goal publishes).
+"""
+from __future__ import annotations
+
+import array
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from crl_ros.robot import camera
+
+PACKAGE = "crl_ros"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- files: installed share/ (ament index) first, the source tree otherwise -------------
+
+def share_path(kind: str, name: str = "") -> Path:
+    """Path of ``<share>/crl_ros/<kind>/<name>`` (kind: config, models, launch).
+
+    Uses the ament index when crl_ros is installed in a prefix on AMENT_PREFIX_PATH and
+    the file is there; falls back to the source tree (``pip install -e .`` installs no
+    data files). Raises FileNotFoundError naming every place it looked.
+    """
+    looked = []
+    if os.environ.get("AMENT_PREFIX_PATH"):
+        try:
+            from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+            try:
+                candidate = Path(get_package_share_directory(PACKAGE)) / kind / name
+                if candidate.exists():
+                    return candidate
+                looked.append(str(candidate))
+            except PackageNotFoundError:
+                looked.append(f"ament index ({PACKAGE} not installed)")
+        except ImportError:
+            pass
+    candidate = SOURCE_ROOT / kind / name
+    if candidate.exists():
+        return candidate
+    looked.append(str(candidate))
+    raise FileNotFoundError(f"{kind}/{name} not found; looked in: {', '.join(looked)}")
+
+
+def resolve_model_path(value: str) -> Path:
+    """A model path as given, or relative to the package's models/ folder."""
+    p = Path(os.path.expanduser(value))
+    if p.exists():
+        return p
+    try:
+        return share_path("models", value)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model {value!r} not found (neither a file nor in models/)") from None
+
+
+def node_config_file(node_name: str) -> Path:
+    return share_path("config", f"{node_name}.yaml")
+
+
+def load_params_file(path: str | os.PathLike, node_name: str | None = None) -> dict[str, Any]:
+    """Parameters from a ROS 2 params YAML: ``/**`` first, then the node's own section."""
+    import yaml
+
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    params: dict[str, Any] = {}
+    for key in ("/**", "**"):
+        params.update((data.get(key) or {}).get("ros__parameters", {}))
+    if node_name:
+        for key in (node_name, "/" + node_name, f"/**/{node_name}"):
+            params.update((data.get(key) or {}).get("ros__parameters", {}))
+    return params
+
+
+def node_defaults(node_name: str) -> dict[str, Any]:
+    """The packaged config/<node_name>.yaml as a dict (empty when the file does not exist)."""
+    try:
+        return load_params_file(node_config_file(node_name), node_name)
+    except FileNotFoundError:
+        return {}
+
+
+def crop_from_param(values: Sequence[int]) -> tuple[int, int, int, int] | None:
+    """The crop parameter: [x0, y0, x1, y1] pixels, all zeros meaning no crop (ROS
+    parameters cannot hold an empty typed list)."""
+    values = [int(v) for v in values]
+    if not any(values):
+        return None
+    if len(values) != 4:
+        raise ValueError(f"crop must be [x0, y0, x1, y1] (all 0 = none), got {values}")
+    return values[0], values[1], values[2], values[3]
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+def declare_parameters(node, specs: Sequence[tuple[str, Any, str]], config_name: str | None = None) -> dict[str, Any]:
+    """Declare (name, builtin default, description) parameters on ``node``.
+
+    The default each parameter gets is the value in config/<config_name>.yaml when that
+    file sets it (the one place users edit), else the builtin one. Values given on the
+    command line (``-p``), in a launch file or a ``--params-file`` override both.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    yaml_defaults = node_defaults(config_name or node.get_name())
+    values = {}
+    for name, default, description in specs:
+        value = yaml_defaults.get(name, default)
+        value = _coerce_like(value, default, name)
+        node.declare_parameter(name, value, ParameterDescriptor(description=description))
+        values[name] = node.get_parameter(name).value
+    return values
+
+
+def _coerce_like(value: Any, default: Any, name: str) -> Any:
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, float) and isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(default, list) and isinstance(value, list) and default:
+        kind = type(default[0])
+        return [kind(v) for v in value]
+    return value
+
+
+# --- QoS ----------------------------------------------------------------------------------
+
+def sensor_qos(depth: int = 2):
+    """Images: best effort, keep last (a dropped frame is better than a late one)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT,
+                      history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+
+
+def reliable_qos(depth: int = 10):
+    """Actions, commands, scores: reliable, volatile."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                      history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+
+
+def latched_qos():
+    """The goal image: reliable + transient local, so late joiners get the current goal."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy
+    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+# --- messages <-> numpy ---------------------------------------------------------------------
+
+def stamp_to_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int):
+    from builtin_interfaces.msg import Time
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def image_msg(image: np.ndarray, stamp=None, frame_id: str = ""):
+    """sensor_msgs/Image (rgb8) from an RGB uint8 [H, W, 3] array."""
+    from sensor_msgs.msg import Image
+
+    data, width, height, step, encoding = camera.encode_raw(image)
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0, step=step)
+    msg.data = array.array("B", data)  # the array fast path; a bytes object is checked per byte
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def empty_image_msg(stamp=None, frame_id: str = ""):
+    from sensor_msgs.msg import Image
+    msg = Image(height=0, width=0, encoding="rgb8", step=0)
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def image_from_msg(msg) -> np.ndarray:
+    """RGB uint8 [H, W, 3] from a sensor_msgs/Image or CompressedImage (ValueError if unusable)."""
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        return camera.decode_compressed(memoryview(msg.data), msg.format)
+    return camera.decode_raw(memoryview(msg.data), msg.width, msg.height, msg.step, msg.encoding)
+
+
+def action_msg(values: Sequence[float]):
+    """std_msgs/Float32MultiArray in the crl_ros action layout (see module docstring)."""
+    from std_msgs.msg import Float32MultiArray, MultiArrayDimension
+    from crl_ros.robot.actions import ACTION_NAMES
+
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    msg = Float32MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label=",".join(ACTION_NAMES[:len(values)]) if len(values) == len(ACTION_NAMES)
+                                          else "action", size=len(values), stride=len(values))]
+    msg.data = array.array("f", values.tobytes())
+    return msg
+
+
+def action_from_msg(msg) -> np.ndarray:
+    return np.asarray(msg.data, dtype=np.float64)
+
+
+# --- running a node -------------------------------------------------------------------------
+
+def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
+    """rclpy.init, build the node, spin until Ctrl-C / SIGTERM, then clean up.
+
+    The node's ``close()`` (if any) runs on every exit path, so e.g. the recorder closes
+    its bag when interrupted.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=sys.argv if args is None else args)
+    node = None
+    try:
+        try:
+            node = factory()
+        except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+            # Bad parameters or a missing model/driver: say so in one line, exit non-zero.
+            print(f"[crl_ros] cannot start: {exc}", file=sys.stderr)
+            return 1
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
