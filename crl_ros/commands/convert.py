@@ -1,0 +1,50 @@
+"""`crl convert BAG... --out DATASET.h5`: rosbag2 recordings (one episode per bag) -> dataset."""
+from __future__ import annotations
+
+import sys
+
+HELP = "convert rosbag2 recordings (one episode per bag) into a training dataset"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("bags", nargs="+", help="bag directories or .mcap/.db3 files, one episode each")
+    parser.add_argument("--out", required=True, help="dataset file to write (.h5)")
+    parser.add_argument("--image-topic", help="camera topic (Image or CompressedImage); default: image_raw, "
+                        "image_raw/compressed or observation, whichever the bag has")
+    parser.add_argument("--action-topic", help="action topic (Float32MultiArray); default: 'action' when "
+                        "present, else actions are derived from joint_states through FK")
+    parser.add_argument("--joint-topic", help="joint state topic (default joint_states)")
+    parser.add_argument("--rate", type=float, default=5.0, help="control rate in Hz (default 5)")
+    parser.add_argument("--crop", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                        help="crop of the camera frame (default: camera_node's, config/camera_node.yaml)")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                        help="image size (default: camera_node's, config/camera_node.yaml)")
+    parser.add_argument("--max-gap", type=float, default=0.5, help="longest silence allowed in a topic (s)")
+    parser.add_argument("--no-proprio", action="store_true", help="do not store joint positions")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from crl_ros.bags.convert import ConvertOptions, convert_bags
+    from crl_ros.bags.reader import BagError
+    from crl_ros.learning.dataset import DatasetError, load
+    from crl_ros.nodes.common import crop_from_param, node_defaults
+
+    camera_cfg = node_defaults("camera_node")
+    crop = args.crop if args.crop else crop_from_param(camera_cfg.get("crop", [0, 0, 0, 0]))
+    size = args.size if args.size else camera_cfg.get("size", [48, 48])
+    options = ConvertOptions(image_topic=args.image_topic, action_topic=args.action_topic,
+                             joint_topic=args.joint_topic, rate_hz=args.rate, crop=crop, size=tuple(size),
+                             max_gap_s=args.max_gap, store_proprio=not args.no_proprio,
+                             progress=not args.quiet, overwrite=args.overwrite)
+    try:
+        out = convert_bags(args.bags, args.out, options)
+    except (BagError, DatasetError, FileExistsError) as exc:
+        print(f"crl convert: error: {exc}", file=sys.stderr)
+        print("crl convert: no dataset was written", file=sys.stderr)
+        return 1
+    data = load(out)
+    print(f"wrote {out}: {data.num_episodes} episodes, {data.num_frames} frames, images {data.metadata.image_shape}, "
+          f"crop {list(crop) if crop else None}")
+    return 0
