@@ -1,0 +1,264 @@
+"""Scripted demonstrations for the WidowX suite: noisy experts per task, and play data.
+
+A *skill* (reach, push, open/close drawer, pick, place) looks at the simulator's state
+when it starts and returns waypoints for the end effector; a `WaypointPolicy` follows
+them with a proportional controller in the 7-D action convention and adds Gaussian
+noise. Per-task experts run a fixed list of skills; the play policy keeps drawing
+random skills whose preconditions hold, so play episodes string sub-skills together
+without task labels, like the paper's data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from crl_ros.robot import actions, kinematics
+from crl_ros.sim import tasks as task_defs
+from crl_ros.sim import widowx_model as model
+
+DEFAULT_NOISE = 0.1          # noise std as a fraction of the action bounds (translation, rotation)
+POSITION_GAIN = 1.0          # action = gain * remaining error, then clipped
+ROTATION_NOISE_SCALE = 0.3   # rotation noise is smaller: the tasks need no wrist motion
+SAFE_HEIGHT = 0.12           # ee height for moving between skills, above cabinet and objects
+FINGER_HALF_WIDTH_X = model.FINGER_HALF[2]    # closed fingers' extent along x when pointing down
+CLOSED_FINGERS_HALF_Y = kinematics.FINGER_LIMITS[0] + 2 * model.FINGER_HALF[1]
+
+
+@dataclass
+class Waypoint:
+    xyz: np.ndarray
+    gripper: float
+    tolerance: float = 0.012   # m: reached when closer than this
+    hold_steps: int = 0        # steps to stay once reached (e.g. to let the gripper close)
+    max_steps: int = 20        # move on after this many steps even if not reached
+
+
+Skill = Callable[["SkillContext"], list[Waypoint]]
+
+
+@dataclass
+class SkillContext:
+    sim: object                 # crl_ros.sim.widowx_sim.WidowXSim
+    rng: np.random.Generator
+
+
+# -- skills -------------------------------------------------------------------------------
+def move_to(xyz, gripper: float = 1.0) -> Skill:
+    def waypoints(ctx: SkillContext) -> list[Waypoint]:
+        return [Waypoint(np.asarray(xyz, float), gripper, hold_steps=1)]
+    return waypoints
+
+
+def _lift(ctx: SkillContext, gripper: float) -> Waypoint:
+    ee = ctx.sim.ee_pose()[:3, 3]
+    return Waypoint(np.array([ee[0], ee[1], SAFE_HEIGHT]), gripper, tolerance=0.02)
+
+
+def pick_object(ctx: SkillContext) -> list[Waypoint]:
+    obj = ctx.sim.object_xyz()
+    return [
+        _lift(ctx, 1.0),
+        Waypoint(np.array([obj[0], obj[1], SAFE_HEIGHT]), 1.0, tolerance=0.008),
+        Waypoint(obj.copy(), 1.0, tolerance=0.006),
+        Waypoint(obj.copy(), 0.0, hold_steps=2, tolerance=0.01),
+        Waypoint(np.array([obj[0], obj[1], SAFE_HEIGHT]), 0.0, tolerance=0.02),
+    ]
+
+
+def place_object_at(xyz) -> Skill:
+    target = np.asarray(xyz, float)
+
+    def waypoints(ctx: SkillContext) -> list[Waypoint]:
+        return [
+            Waypoint(np.array([target[0], target[1], SAFE_HEIGHT]), 0.0, tolerance=0.01),
+            Waypoint(target + [0, 0, 0.015], 0.0, tolerance=0.01),
+            Waypoint(target + [0, 0, 0.015], 1.0, hold_steps=1, tolerance=0.02),
+            Waypoint(np.array([target[0], target[1], SAFE_HEIGHT]), 1.0, tolerance=0.02),
+        ]
+    return waypoints
+
+
+def push_block_to(goal_xy) -> Skill:
+    """Push the block along the straight line from where it is to ``goal_xy`` with the
+    closed fingers, approaching from behind it."""
+    goal_xy = np.asarray(goal_xy, float)
+
+    def waypoints(ctx: SkillContext) -> list[Waypoint]:
+        block = ctx.sim.block_xy()
+        direction = goal_xy - block
+        direction /= np.linalg.norm(direction) + 1e-9
+        # how far the closed fingers reach towards the block along the push direction
+        reach = abs(direction[0]) * FINGER_HALF_WIDTH_X + abs(direction[1]) * CLOSED_FINGERS_HALF_Y
+        standoff = model.BLOCK_HALF + reach + 0.005
+        behind = block - direction * (standoff + 0.015)
+        end = goal_xy - direction * standoff
+        z = model.BLOCK_HALF * 0.8
+        return [
+            _lift(ctx, 0.0),
+            Waypoint(np.array([*behind, SAFE_HEIGHT]), 0.0, tolerance=0.01),
+            Waypoint(np.array([*behind, z]), 0.0, tolerance=0.008),
+            Waypoint(np.array([*end, z]), 0.0, tolerance=0.006, max_steps=30),
+            Waypoint(np.array([*(end - direction * 0.03), SAFE_HEIGHT]), 0.0, tolerance=0.02),
+        ]
+    return waypoints
+
+
+def _handle_slot_xy(drawer_opening: float) -> np.ndarray:
+    """Middle of the gap between the handle bar and the drawer face."""
+    face_x = model.DRAWER_FRONT_X - drawer_opening
+    return np.array([face_x - model.HANDLE_OFFSET / 2 + 0.003, model.DRAWER_Y])
+
+
+def move_drawer_to(opening: float) -> Skill:
+    """Put the closed fingers between the handle and the drawer face, then pull (open) or
+    push (close) the drawer to ``opening``."""
+    def waypoints(ctx: SkillContext) -> list[Waypoint]:
+        slot = _handle_slot_xy(ctx.sim.drawer_opening())
+        # overshoot a little: the slide's end stops do the rest
+        end = _handle_slot_xy(opening) + [-0.01 if opening > ctx.sim.drawer_opening() else 0.01, 0.0]
+        z = model.HANDLE_HEIGHT
+        return [
+            _lift(ctx, 0.0),
+            Waypoint(np.array([*slot, SAFE_HEIGHT]), 0.0, tolerance=0.008),
+            Waypoint(np.array([*slot, z]), 0.0, tolerance=0.008),
+            Waypoint(np.array([*end, z]), 0.0, tolerance=0.008, max_steps=25),
+            Waypoint(np.array([*end, SAFE_HEIGHT]), 0.0, tolerance=0.02),
+        ]
+    return waypoints
+
+
+def return_to_start(ctx: SkillContext) -> list[Waypoint]:
+    return [Waypoint(task_defs.START_EE.copy(), 1.0, tolerance=0.015, hold_steps=1)]
+
+
+# -- per-task experts ---------------------------------------------------------------------
+def expert_skills(sim) -> list[Skill]:
+    """The skill sequence that solves the sim's current task from its start scene."""
+    goal = sim.goal_scene
+    name = sim.task.name
+    if name == "reach":
+        return [move_to(goal.ee_xyz)]
+    if name == "push_block":
+        return [push_block_to(goal.block_xy)]
+    if name in ("open_drawer", "close_drawer"):
+        return [move_drawer_to(goal.drawer), return_to_start]
+    if name == "pick_place_table":
+        return [pick_object, place_object_at(goal.object_xyz), return_to_start]
+    if name == "push_block_open_drawer":
+        return [push_block_to(goal.block_xy), move_drawer_to(goal.drawer), return_to_start]
+    if name == "pick_drawer_place_tray_close":
+        return [pick_object, place_object_at(goal.object_xyz), move_drawer_to(goal.drawer), return_to_start]
+    raise ValueError(f"no scripted expert for task {name!r}")
+
+
+# -- play ---------------------------------------------------------------------------------
+def _block_in_front_of_drawer(sim) -> bool:
+    x, y = sim.block_xy()
+    return y > task_defs.BLOCK_CLEAR_OF_DRAWER_Y and x < model.DRAWER_FRONT_X
+
+
+def feasible_play_skills(sim, rng: np.random.Generator) -> list[Skill]:
+    """Skills that make sense from the current state (their preconditions hold)."""
+    skills: list[Skill] = [move_to(rng.uniform([0.15, -0.12, 0.06], [0.40, 0.20, 0.17]))]
+    block = sim.block_xy()
+    drawer = sim.drawer_opening()
+    if _block_in_front_of_drawer(sim):
+        skills.append(push_block_to([block[0], task_defs.BLOCK_CLEAR_OF_DRAWER_Y - rng.uniform(0.01, 0.03)]))
+    else:
+        if 0.17 < block[0] < 0.31 and -0.04 < block[1] < 0.05:
+            skills.append(push_block_to([np.clip(block[0] + rng.choice([-1, 1]) * rng.uniform(0.05, 0.09), 0.16, 0.32),
+                                         block[1]]))
+        skills.append(move_drawer_to(0.0 if drawer > model.DRAWER_TRAVEL / 2 else model.DRAWER_TRAVEL))
+    obj = sim.object_xyz()
+    in_drawer = obj[0] > model.DRAWER_FRONT_X - drawer - 0.01 and abs(obj[1] - model.DRAWER_Y) < 0.06
+    if not in_drawer or drawer > model.DRAWER_TRAVEL - 0.02:
+        in_tray = abs(obj[0] - model.TRAY_CENTER[0]) < model.TRAY_HALF[0] and abs(obj[1] - model.TRAY_CENTER[1]) < model.TRAY_HALF[1]
+        if in_tray or rng.random() < 0.3:
+            place = np.array([*rng.uniform([0.15, -0.11], [0.20, -0.08]), model.OBJECT_HALF])
+        else:
+            place = task_defs.tray_drop_xyz(rng)
+        skills.append(_chain(pick_object, place_object_at(place)))
+    return skills
+
+
+def _chain(*skills: Skill) -> Skill:
+    def waypoints(ctx: SkillContext) -> list[Waypoint]:
+        return [wp for skill in skills[:1] for wp in skill(ctx)] + [_Deferred(skill) for skill in skills[1:]]
+    return waypoints
+
+
+@dataclass
+class _Deferred:
+    """A skill expanded into waypoints only when the policy reaches it (it reads the state then)."""
+    skill: Skill
+
+
+# -- the policy ---------------------------------------------------------------------------
+class WaypointPolicy:
+    """Follows skills' waypoints with a P controller in the 7-D action space, plus noise.
+
+    ``next_skills(sim, rng)`` supplies more skills when the queue runs dry (play);
+    without it the policy holds still once its skills are done.
+    """
+
+    def __init__(self, sim, rng: np.random.Generator, noise: float, skills: list[Skill],
+                 next_skills: Callable | None = None):
+        self.sim = sim
+        self.rng = rng
+        self.noise = float(noise)
+        self.initial_skills = list(skills)
+        self.next_skills = next_skills
+        self.target_rotation = kinematics.rpy_to_matrix(*task_defs.TOP_DOWN_RPY)
+        self.reset()
+
+    def reset(self) -> None:
+        self._queue: list = list(self.initial_skills)
+        self._waypoints: list = []
+        self._steps_on_waypoint = 0
+        self._held = 0
+        self._gripper = 1.0
+
+    def _current_waypoint(self) -> Waypoint | None:
+        ctx = SkillContext(self.sim, self.rng)
+        while not self._waypoints or isinstance(self._waypoints[0], _Deferred):
+            if self._waypoints:  # a deferred skill: expand it now
+                self._waypoints = self._waypoints[0].skill(ctx) + self._waypoints[1:]
+                continue
+            if not self._queue and self.next_skills is not None:
+                options = self.next_skills(self.sim, self.rng)
+                self._queue.append(options[self.rng.integers(len(options))])
+            if not self._queue:
+                return None
+            self._waypoints = self._queue.pop(0)(ctx)
+        return self._waypoints[0]
+
+    def act(self, obs=None) -> np.ndarray:
+        pose = self.sim.ee_pose()
+        waypoint = self._current_waypoint()
+        action = np.zeros(actions.ACTION_DIM)
+        if waypoint is None:
+            action[6] = self._gripper
+            return action.astype(np.float32)
+        error = waypoint.xyz - pose[:3, 3]
+        action[:3] = POSITION_GAIN * error
+        action[3:6] = kinematics.rotation_log(self.target_rotation @ pose[:3, :3].T)
+        action[6] = self._gripper = waypoint.gripper
+        self._steps_on_waypoint += 1
+        if np.linalg.norm(error) < waypoint.tolerance:
+            self._held += 1
+        if self._held > waypoint.hold_steps or self._steps_on_waypoint >= waypoint.max_steps:
+            self._waypoints.pop(0)
+            self._steps_on_waypoint = self._held = 0
+        noise = self.rng.normal(size=6) * self.noise * actions.ACTION_HIGH[:6]
+        noise[3:] *= ROTATION_NOISE_SCALE
+        action[:6] += noise
+        return actions.clip_action(action).astype(np.float32)
+
+
+def make_policy(sim, rng: np.random.Generator, noise: float = DEFAULT_NOISE) -> WaypointPolicy:
+    """The scripted expert of the sim's task, or the play policy for the play task."""
+    if sim.task.name == task_defs.PLAY_TASK_NAME:
+        return WaypointPolicy(sim, rng, noise, [], next_skills=feasible_play_skills)
+    return WaypointPolicy(sim, rng, noise, expert_skills(sim))

@@ -1,0 +1,237 @@
+"""WidowXSim: the MuJoCo WidowX 250 scene at the level of a robot driver and a camera.
+
+Joint targets in, physics stepped, joint states and camera images out. The ROS sim_node
+drives this class directly; the gymnasium env (crl_ros.sim.widowx) adds the 7-D action
+convention on top.
+
+Grasp assist (a documented simplification): MuJoCo friction grasps of a small cube with
+position-controlled fingers slip easily, so while the gripper is commanded closed
+(opening < 0.5) and both finger pads touch the cube, the cube is welded to the gripper
+(equality ``grasp_assist``). The weld is released as soon as the gripper opens. The
+fingers still close on the cube physically; only the holding force is idealised.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+# single-threaded software rasterisation: faster for small images, and workers run in parallel
+os.environ.setdefault("LP_NUM_THREADS", "0")
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from crl_ros.robot import kinematics  # noqa: E402
+from crl_ros.sim import tasks as task_defs  # noqa: E402
+from crl_ros.sim import widowx_model as model  # noqa: E402
+
+GRIPPER_CLOSED_BELOW = 0.5   # commanded opening under which the gripper counts as closing
+SETTLE_SECONDS = 0.1         # physics run after placing a scene, so objects come to rest
+GRASP_CHECK_SECONDS = 0.04   # how often (simulated) the grasp assist looks for a held cube
+
+
+class WidowXSim:
+    """The simulated arm, scene and camera. Angles in rad, lengths in m, gripper in [0, 1] (1 = open)."""
+
+    JOINT_STATE_NAMES = kinematics.JOINT_STATE_NAMES
+
+    def __init__(self, task: str = "reach", max_render_size: int = 512):
+        self.model = mujoco.MjModel.from_xml_string(model.build_mjcf(max_render_size))
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self._arm_qpos = np.array([m.joint(n).qposadr[0] for n in kinematics.JOINT_NAMES])
+        self._arm_dof = np.array([m.joint(n).dofadr[0] for n in kinematics.JOINT_NAMES])
+        self._finger_qpos = np.array([m.joint(n).qposadr[0] for n in ("left_finger", "right_finger")])
+        self._arm_ctrl = np.array([m.actuator(n).id for n in kinematics.JOINT_NAMES])
+        self._finger_ctrl = np.array([m.actuator(n).id for n in ("left_finger", "right_finger")])
+        self._drawer_qpos = m.joint("drawer_slide").qposadr[0]
+        self._block_qpos = m.joint("block").qposadr[0]
+        self._object_qpos = m.joint("object").qposadr[0]
+        self._object_body = m.body("object").id
+        self._gripper_body = m.body("gripper_link").id
+        self._ee_site = m.site("ee_gripper_link").id
+        self._weld = m.equality("grasp_assist").id
+        self._finger_geoms = {m.geom("left_finger").id, m.geom("right_finger").id}
+        self._object_geom = m.geom("object").id
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._gripper_command = 1.0
+        self.task = task_defs.TASKS_BY_NAME.get(task) or _play_or_raise(task)
+        self.start_scene, self.goal_scene = task_defs.Scene(), task_defs.Scene()
+        self._goal_images: dict[tuple[int, int, str], np.ndarray] = {}
+        self.reset(task, seed=0)
+
+    # -- episodes -------------------------------------------------------------------------
+    def reset(self, task: str | None = None, seed: int | None = None) -> None:
+        """Draw the start and goal scenes of ``task`` (default: the current one) from ``seed``
+        and place the start scene. Same task and seed, same start, goal and images."""
+        if task is not None:
+            self.task = task_defs.TASKS_BY_NAME.get(task) or _play_or_raise(task)
+        rng = np.random.default_rng(seed)
+        self.start_scene, self.goal_scene = self.task.sample(rng)
+        self._goal_images.clear()
+        self.set_scene(self.start_scene)
+
+    def set_scene(self, scene: task_defs.Scene, settle: bool = True) -> None:
+        """Place arm, gripper, block, object and drawer as ``scene`` says, at rest."""
+        m, d = self.model, self.data
+        mujoco.mj_resetData(m, d)
+        q6 = self.solve_arm(scene.ee_xyz)
+        d.qpos[self._arm_qpos] = q6
+        d.qpos[self._finger_qpos] = _finger_position(scene.gripper)
+        d.qpos[self._drawer_qpos] = scene.drawer
+        d.qpos[self._block_qpos:self._block_qpos + 7] = [*scene.block_xy, model.BLOCK_HALF, 1, 0, 0, 0]
+        d.qpos[self._object_qpos:self._object_qpos + 7] = [*scene.object_xyz, 1, 0, 0, 0]
+        d.eq_active[self._weld] = 0
+        self.set_joint_targets(q6, scene.gripper)
+        mujoco.mj_forward(m, d)
+        if settle:
+            self.step(SETTLE_SECONDS)
+
+    @staticmethod
+    def solve_arm(ee_xyz: np.ndarray, q_init: np.ndarray | None = None) -> np.ndarray:
+        """Joint angles putting the ee at ``ee_xyz`` pointing down (TOP_DOWN_RPY)."""
+        target = kinematics.xyzrpy_to_pose(np.concatenate([ee_xyz, task_defs.TOP_DOWN_RPY]))
+        seed = np.array([0.0, 0.0, 0.5, 0.0, 1.0, 0.0]) if q_init is None else q_init
+        q6, ok = kinematics.ik(target, seed, max_iterations=200)
+        if not ok:
+            raise ValueError(f"ee position {ee_xyz} is out of the arm's reach pointing down")
+        return q6
+
+    # -- driver-level interface -------------------------------------------------------------
+    def set_joint_targets(self, q6: np.ndarray, gripper01: float) -> None:
+        """Position targets for the six arm joints (clipped to limits) and the gripper opening."""
+        q6 = np.clip(np.asarray(q6, dtype=float), kinematics.JOINT_LIMITS[:, 0], kinematics.JOINT_LIMITS[:, 1])
+        self.data.ctrl[self._arm_ctrl] = q6
+        self._gripper_command = float(np.clip(gripper01, 0.0, 1.0))
+        self.data.ctrl[self._finger_ctrl] = _finger_position(self._gripper_command)
+        if self._gripper_command >= GRIPPER_CLOSED_BELOW:
+            self.data.eq_active[self._weld] = 0
+
+    def step(self, dt: float) -> None:
+        """Advance the physics by ``dt`` seconds (rounded to whole timesteps)."""
+        steps_left = max(1, int(round(dt / self.model.opt.timestep)))
+        chunk = max(1, int(round(GRASP_CHECK_SECONDS / self.model.opt.timestep)))
+        while steps_left > 0:
+            n = min(chunk, steps_left)
+            mujoco.mj_step(self.model, self.data, nstep=n)
+            steps_left -= n
+            if self._gripper_command < GRIPPER_CLOSED_BELOW and not self.data.eq_active[self._weld]:
+                self._try_grasp()
+
+    def joint_state(self) -> tuple[list[str], np.ndarray]:
+        """(JOINT_STATE_NAMES, positions): six arm joints (rad), the gripper opening in [0, 1]
+        (stands in for the gripper motor angle) and the two finger positions (m, both positive)."""
+        fingers = self.data.qpos[self._finger_qpos]
+        return list(self.JOINT_STATE_NAMES), np.concatenate([self.arm_joints(), [self.gripper_opening()], fingers])
+
+    def arm_joints(self) -> np.ndarray:
+        return self.data.qpos[self._arm_qpos].copy()
+
+    def gripper_opening(self) -> float:
+        lo, hi = kinematics.FINGER_LIMITS
+        return float((np.mean(self.data.qpos[self._finger_qpos]) - lo) / (hi - lo))
+
+    def ee_pose(self) -> np.ndarray:
+        """4x4 pose of ee_gripper_link in base_link (equals kinematics.fk(arm_joints()))."""
+        pose = np.eye(4)
+        pose[:3, :3] = self.data.site_xmat[self._ee_site].reshape(3, 3)
+        pose[:3, 3] = self.data.site_xpos[self._ee_site]
+        return pose
+
+    # -- scene readings ---------------------------------------------------------------------
+    def block_xy(self) -> np.ndarray:
+        return self.data.qpos[self._block_qpos:self._block_qpos + 2].copy()
+
+    def object_xyz(self) -> np.ndarray:
+        return self.data.qpos[self._object_qpos:self._object_qpos + 3].copy()
+
+    def drawer_opening(self) -> float:
+        return float(self.data.qpos[self._drawer_qpos])
+
+    def holding_object(self) -> bool:
+        return bool(self.data.eq_active[self._weld])
+
+    def reading(self) -> task_defs.SceneReading:
+        return task_defs.SceneReading(self.ee_pose()[:3, 3], self.block_xy(), self.object_xyz(),
+                                      self.drawer_opening(), self.holding_object())
+
+    def success(self) -> bool:
+        """The current task's success check on the current state."""
+        return self.task.success(self.reading(), self.goal_scene)
+
+    # -- images -----------------------------------------------------------------------------
+    def render(self, width: int = 48, height: int = 48, camera: str = "overhead") -> np.ndarray:
+        """uint8 [height, width, 3] image from a named camera ("overhead" is the policy camera)."""
+        key = (int(width), int(height))
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            renderer = mujoco.Renderer(self.model, height=key[1], width=key[0])
+            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
+                         mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_FOG):
+                renderer.scene.flags[flag] = 0
+            self._renderers[key] = renderer
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render().copy()
+
+    def goal_image(self, width: int = 48, height: int = 48, camera: str = "overhead") -> np.ndarray:
+        """Render of the goal scene (the simulator's state is left untouched)."""
+        key = (int(width), int(height), camera)
+        if key not in self._goal_images:
+            saved = self._save_state()
+            self.set_scene(self.goal_scene, settle=False)
+            self._goal_images[key] = self.render(width, height, camera)
+            self._restore_state(saved)
+        return self._goal_images[key].copy()
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+
+    # -- internals --------------------------------------------------------------------------
+    def _save_state(self) -> tuple:
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, state, spec)
+        return state, self._gripper_command
+
+    def _restore_state(self, saved: tuple) -> None:
+        state, self._gripper_command = saved
+        mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(self.model, self.data)
+
+    def _try_grasp(self) -> None:
+        """Weld the cube to the gripper if both closing finger pads touch it."""
+        d = self.data
+        touching = set()
+        for contact in d.contact[:d.ncon]:
+            pair = {contact.geom1, contact.geom2}
+            if self._object_geom in pair:
+                touching |= pair & self._finger_geoms
+        if touching != self._finger_geoms:
+            return
+        # relative pose of the cube in the gripper frame, kept by the weld from now on
+        grip_rot = d.xmat[self._gripper_body].reshape(3, 3)
+        rel_pos = grip_rot.T @ (d.xpos[self._object_body] - d.xpos[self._gripper_body])
+        grip_quat_inv = np.empty(4)
+        mujoco.mju_negQuat(grip_quat_inv, d.xquat[self._gripper_body])
+        rel_quat = np.empty(4)
+        mujoco.mju_mulQuat(rel_quat, grip_quat_inv, d.xquat[self._object_body])
+        eq_data = self.model.eq_data[self._weld]
+        eq_data[0:3] = 0.0          # anchor on the cube's origin
+        eq_data[3:6] = rel_pos
+        eq_data[6:10] = rel_quat
+        eq_data[10] = 1.0           # torque scale
+        d.eq_active[self._weld] = 1
+
+
+def _finger_position(gripper01: float) -> float:
+    lo, hi = kinematics.FINGER_LIMITS
+    return lo + float(np.clip(gripper01, 0.0, 1.0)) * (hi - lo)
+
+
+def _play_or_raise(name: str) -> task_defs.Task:
+    if name == task_defs.PLAY_TASK_NAME:
+        return task_defs.PLAY_TASK
+    raise ValueError(f"unknown widowx task {name!r}; choose one of {list(task_defs.TASKS_BY_NAME)} "
+                     f"or {task_defs.PLAY_TASK_NAME!r}")
