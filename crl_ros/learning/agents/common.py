@@ -1,0 +1,70 @@
+"""What the three agents share: the common config fields, one Adam for all their networks,
+bf16 autocast and batch augmentation."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from crl_ros.learning.agents.base import Agent
+from crl_ros.learning.augment import random_shift
+from crl_ros.learning.networks import NetworkConfig, images_to_float
+
+
+@dataclass
+class AgentConfig(NetworkConfig):
+    batch_size: int = 256
+    lr: float = 3e-4
+    discount: float = 0.99
+    policy_std: float = 0.15
+    augment: bool = True  # random shift of the images named by the agent's augment switches
+    augment_prob: float = 0.5  # probability that a whole batch is shifted
+    augment_pad: int = 4
+    bf16: bool = False  # bf16 autocast of the forward passes (CUDA only; CPU stays fp32)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.augment_prob <= 1.0:
+            raise ValueError(f"augment_prob must be in [0, 1], got {self.augment_prob}")
+        if self.policy_std <= 0:
+            raise ValueError(f"policy_std must be > 0, got {self.policy_std}")
+
+
+class OfflineAgent(Agent):
+    """An Agent with a `policy` whose networks all train with one Adam."""
+
+    config: AgentConfig
+    policy: torch.nn.Module
+
+    def _build_optimizer(self, param_groups: Iterable[dict[str, Any]]) -> None:
+        # foreach (multi-tensor) Adam on CPU; the fused kernel on CUDA.
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.Adam(list(param_groups), lr=self.config.lr, fused=fused,
+                                          foreach=None if fused else True)
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.bf16 and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def augment(self, sampler, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The same random shift for all `images` (e.g. observation and goal) of a sample."""
+        return random_shift(images, self.config.augment_pad, self.config.augment_prob, sampler.generator)
+
+    def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False) -> torch.Tensor:
+        """Every agent has a `policy` (GaussianPolicy); the mean unless `sample`."""
+        mean = self.policy(images_to_float(obs), images_to_float(goal))
+        return mean + self.config.policy_std * torch.randn_like(mean) if sample else mean
+
+    def optimizer_state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,113 @@
+"""Goal-relabelling sampler: the dataset lives on the training device, batches are index gathers.
+
+Images (uint8) and normalised actions are copied to the device once; every draw uses the
+sampler's own `torch.Generator` on that device, so sampling is host-sync free on CUDA and
+`state_dict()` / `load_state_dict()` resume the exact stream.
+
+Goal conventions: for a transition frame t (one with a next frame in its episode) the
+future goals are frames t + 1 + k, k in [0, K_t] with K_t = episode_end - t - 2, so a goal
+never leaves the episode of t.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from crl_ros.learning.dataset import Dataset
+
+ACTION_STD_FLOOR = 1e-6
+
+
+class Sampler:
+    def __init__(self, dataset: Dataset, device: torch.device | str, seed: int = 0,
+                 action_mean: np.ndarray | None = None, action_std: np.ndarray | None = None):
+        self.device = torch.device(device)
+        transition_mask = dataset.transition_mask()
+        actions = np.asarray(dataset.actions, dtype=np.float64)
+        if action_mean is None:
+            action_mean = actions[transition_mask].mean(0)
+        if action_std is None:
+            action_std = actions[transition_mask].std(0)
+        self.action_mean = np.asarray(action_mean, dtype=np.float32)
+        self.action_std = np.maximum(np.asarray(action_std, dtype=np.float32), ACTION_STD_FLOOR)
+        normalised = ((actions - self.action_mean) / self.action_std).astype(np.float32)
+
+        self._images = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(self.device)
+        self._actions = torch.from_numpy(normalised).to(self.device)
+        self._transition_frames = torch.from_numpy(np.nonzero(transition_mask)[0]).to(self.device)
+        self._episode_end = torch.from_numpy(dataset.episode_end_of_frame().astype(np.int64)).to(self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed))
+
+    @property
+    def num_frames(self) -> int:
+        return self._images.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self._images.shape[1:])
+
+    @property
+    def action_dim(self) -> int:
+        return self._actions.shape[1]
+
+    def sample_transitions(self, batch_size: int) -> torch.Tensor:
+        """Frames t that have a next frame t + 1 in the same episode."""
+        pick = torch.randint(len(self._transition_frames), (batch_size,), generator=self.generator,
+                             device=self.device)
+        return self._transition_frames[pick]
+
+    def _max_future_offset(self, idx: torch.Tensor) -> torch.Tensor:
+        return self._episode_end[idx] - idx - 2
+
+    def geometric_future(self, idx: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Goal t + 1 + k with P(k) proportional to gamma^k, truncated at the episode end.
+
+        Inverse CDF: P(k <= n) = (1 - gamma^(n+1)) / (1 - gamma^(K+1)), so
+        k = floor(log(1 - u (1 - gamma^(K+1))) / log(gamma)) for u ~ U[0, 1).
+        """
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+        if gamma == 1.0:
+            return self.uniform_future(idx)
+        max_offset = self._max_future_offset(idx)
+        u = torch.rand(idx.shape, generator=self.generator, device=self.device)
+        log_gamma = math.log(gamma)
+        mass = -torch.expm1((max_offset + 1).float() * log_gamma)  # 1 - gamma^(K+1)
+        offset = torch.floor(torch.log1p(-u * mass) / log_gamma).long()
+        return idx + 1 + torch.minimum(offset.clamp_(min=0), max_offset)
+
+    def uniform_future(self, idx: torch.Tensor) -> torch.Tensor:
+        """Goal t + 1 + k with k uniform in [0, K_t]."""
+        max_offset = self._max_future_offset(idx)
+        u = torch.rand(idx.shape, generator=self.generator, device=self.device)
+        offset = (u * (max_offset + 1).float()).long()
+        return idx + 1 + torch.minimum(offset, max_offset)
+
+    def random_goals(self, batch_size: int) -> torch.Tensor:
+        """Any frame of the dataset."""
+        return torch.randint(self.num_frames, (batch_size,), generator=self.generator, device=self.device)
+
+    def images(self, idx: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, H, W, C]."""
+        return self._images[idx]
+
+    def actions(self, idx: torch.Tensor) -> torch.Tensor:
+        """Normalised float32 [B, A]."""
+        return self._actions[idx]
+
+    def standard_normal(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Noise from the sampler's generator (e.g. for reparameterised actions), so resume is exact."""
+        return torch.randn(shape, generator=self.generator, device=self.device)
+
+    def uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator, device=self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"].cpu())

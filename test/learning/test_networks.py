@@ -1,0 +1,133 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from crl_ros.learning.agents import default_config, make_agent
+from crl_ros.learning.config import apply_overrides
+from crl_ros.learning.networks import (MLP, ConvEncoder, EnsembleLayerNorm, EnsembleLinear, NetworkConfig,
+                                       RELU_GAIN)
+
+SMALL = ["hidden_width=64", "hidden_depth=4", "encoder_channels=[8, 16, 16]", "batch_size=8"]
+
+
+def _agent(name="stable_crl", extra=(), image_shape=(48, 48, 3)):
+    cfg = apply_overrides(default_config(name), SMALL + list(extra))
+    return make_agent(name, cfg, image_shape, 7, "cpu")
+
+
+def test_encoder_output_dim_matches_paper():
+    encoder = ConvEncoder((48, 48), 3, NetworkConfig())
+    assert encoder.output_dim == 6 * 6 * 64 == encoder(torch.zeros(2, 3, 48, 48)).shape[1]
+    norms = [m for m in encoder.modules() if isinstance(m, nn.LayerNorm)]
+    assert [tuple(n.normalized_shape) for n in norms] == [(32, 12, 12), (64, 6, 6), (64, 6, 6)]
+
+
+@pytest.mark.parametrize("size, channels", [(32, 3), (64, 6), (40, 3)])
+def test_encoder_generic_in_size_and_channels(size, channels):
+    encoder = ConvEncoder((size, size), channels, NetworkConfig(encoder_channels=(4, 4, 4)))
+    assert encoder(torch.zeros(1, channels, size, size)).shape == (1, encoder.output_dim)
+    with pytest.raises(ValueError, match="too small"):
+        ConvEncoder((2, 2), 3, NetworkConfig())
+
+
+def test_mlp_layer_norm_on_hidden_layers_except_last():
+    mlp = MLP(10, 3, width=16, depth=4, layer_norm=True, ensemble_size=2)
+    assert len(mlp.hidden) == 4 and len(mlp.norms) == 3
+    assert len(MLP(10, 3, 16, 4, layer_norm=False).norms) == 0
+    assert mlp(torch.zeros(5, 10)).shape == (2, 5, 3)
+
+
+def test_ensemble_members_are_independent_mlps():
+    torch.manual_seed(0)
+    mlp = MLP(6, 2, width=8, depth=2, layer_norm=True, ensemble_size=2)
+    with torch.no_grad():
+        for p in mlp.norms.parameters():
+            p.normal_()
+    x = torch.randn(4, 6)
+    out = mlp(x)
+    for e in range(2):
+        h = x
+        for i, layer in enumerate(mlp.hidden):
+            h = h @ layer.weight[e] + layer.bias[e]
+            if i < len(mlp.norms):
+                h = nn.functional.layer_norm(h, (8,)) * mlp.norms[i].weight[e] + mlp.norms[i].bias[e]
+            h = h.relu()
+        torch.testing.assert_close(out[e], h @ mlp.output.weight[e] + mlp.output.bias[e])
+    torch.testing.assert_close(mlp(x[None].expand(2, -1, -1)), out)
+
+
+def _within_xavier(weight, fan_in, fan_out, gain):
+    bound = gain * math.sqrt(6 / (fan_in + fan_out))
+    std = weight.std().item()
+    return weight.abs().max().item() <= bound and abs(std - bound / math.sqrt(3)) < 0.15 * bound
+
+
+def test_cold_init_and_xavier_elsewhere():
+    agent = _agent()
+    critic = agent.critic
+    for head in (critic.sa_head, critic.goal_head):
+        assert head.output.weight.abs().max().item() <= 1e-12
+        assert head.output.weight.abs().max().item() > 0
+        assert torch.count_nonzero(head.output.bias) == 0
+        for layer in head.hidden:
+            assert _within_xavier(layer.weight, layer.in_dim, layer.out_dim, RELU_GAIN)
+            assert torch.count_nonzero(layer.bias) == 0
+    for conv in (m for m in critic.encoder.modules() if isinstance(m, nn.Conv2d)):
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        assert _within_xavier(conv.weight, conv.in_channels * k, conv.out_channels * k, RELU_GAIN)
+    policy_head = agent.policy.mean_head.output.weight
+    assert 1e-6 < policy_head.abs().max().item() <= 1e-3
+    warm = _agent(extra=["cold_init=false"]).critic.sa_head.output
+    assert _within_xavier(warm.weight, warm.in_dim, warm.out_dim, 1.0)
+
+
+def test_layer_norm_switch_removes_all_layer_norms():
+    def count(agent):
+        return sum(isinstance(m, (nn.LayerNorm, EnsembleLayerNorm)) for m in agent.modules())
+    assert count(_agent()) > 0 and count(_agent(extra=["layer_norm=false"])) == 0
+    assert count(_agent("gciql", ["layer_norm=false"])) == 0
+
+
+def test_size_switches_change_the_networks():
+    agent = _agent(extra=["hidden_width=32", "hidden_depth=2", "repr_dim=8", "twin_critics=false"])
+    heads = [m for m in agent.critic.modules() if isinstance(m, EnsembleLinear)]
+    assert all(h.ensemble_size == 1 for h in heads)
+    assert len(agent.critic.sa_head.hidden) == 2 and agent.critic.sa_head.hidden[0].out_dim == 32
+    assert agent.critic.sa_head.output.out_dim == 8
+    deep = _agent(extra=["encoder_channels=[8, 8, 8, 8]", "encoder_kernels=[8, 4, 3, 3]",
+                         "encoder_strides=[4, 2, 1, 1]", "encoder_paddings=[2, 1, 1, 1]"])
+    assert sum(isinstance(m, nn.Conv2d) for m in deep.critic.encoder.modules()) == 4
+
+
+def test_twin_minimum_is_used_by_score():
+    agent = _agent().eval()
+    with torch.no_grad():
+        # Make the two critics disagree by a known constant: phi_1 = phi_0 + c on a fixed psi direction.
+        for head in (agent.critic.sa_head, agent.critic.goal_head):
+            head.output.weight.normal_(0, 0.1)
+        agent.critic.sa_head.output.bias[1] += 2.0
+        agent.critic.goal_head.output.bias[1] += 1.0
+    obs = torch.randint(0, 256, (5, 48, 48, 3), dtype=torch.uint8)
+    goal = torch.randint(0, 256, (5, 48, 48, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        score = agent.score(obs, goal)
+        obs_f, goal_f = obs.permute(0, 3, 1, 2) / 255, goal.permute(0, 3, 1, 2) / 255
+        emb_s, emb_g = agent.critic.encode(obs_f), agent.critic.encode(goal_f)
+        action = agent.policy(obs_f, goal_f)
+        per_critic = (agent.critic.sa_repr(emb_s, action) * agent.critic.goal_repr(emb_g)).sum(-1)
+    assert not torch.allclose(per_critic[0], per_critic[1])
+    torch.testing.assert_close(score, per_critic.min(0).values)
+
+
+def test_policy_is_fixed_std_gaussian_untanhed():
+    agent = _agent("gcbc", image_shape=(32, 32, 3))
+    obs = torch.randint(0, 256, (1, 32, 32, 3), dtype=torch.uint8).expand(1000, -1, -1, -1)
+    with torch.no_grad():
+        mean = agent.act(obs, obs)
+        agent.policy.mean_head.output.bias.fill_(5.0)
+        assert (agent.act(obs[:1], obs[:1]) > 4.9).all(), "no tanh squashing"
+        samples = agent.act(obs, obs, sample=True)
+    assert mean.shape == (1000, 7)
+    assert abs(samples.std(0).mean().item() - 0.15) < 0.01
