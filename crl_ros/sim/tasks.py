@@ -99,9 +99,14 @@ def _goal(start: Scene, **changes) -> Scene:
     return replace(start, ee_xyz=START_EE.copy(), gripper=1.0, **changes)
 
 
+REACH_MIN_DISTANCE = 0.10
+
+
 def _sample_reach(rng):
     start = _start(rng)
-    target = rng.uniform([0.15, -0.12, 0.10], [0.40, 0.20, 0.17])
+    target = start.ee_xyz
+    while np.linalg.norm(target - start.ee_xyz) < REACH_MIN_DISTANCE:  # goals worth reaching for
+        target = rng.uniform([0.15, -0.12, 0.10], [0.40, 0.20, 0.17])
     return start, replace(start, ee_xyz=target)
 
 

@@ -195,7 +195,7 @@ def build_mjcf(max_render_size: int = 512) -> str:
         f'ctrlrange="{FINGER_RANGE[0]} {FINGER_RANGE[1]}"/>' for name in ("left_finger", "right_finger"))
     return f"""<mujoco model="widowx250s_scene">
   <compiler angle="radian" autolimits="true"/>
-  <option timestep="0.005" integrator="implicitfast" cone="elliptic" impratio="5"/>
+  <option timestep="0.01" integrator="implicitfast" cone="elliptic" impratio="5"/>
   <visual>
     <global offwidth="{max_render_size}" offheight="{max_render_size}"/>
     <!-- coarse tessellation and no multisampling: software rendering at 48x48 is 5-10x faster -->
@@ -204,7 +204,7 @@ def build_mjcf(max_render_size: int = 512) -> str:
   </visual>
   <default>
     <joint armature="0.02" damping="0.5"/>
-    <geom friction="1 0.01 0.001" solref="0.005 1"/>
+    <geom friction="1 0.01 0.001"/>
   </default>
   <worldbody>
     <light pos="0.3 0 1.2" dir="0 0 -1" diffuse="0.35 0.35 0.35" castshadow="false"/>
@@ -225,7 +225,7 @@ def build_mjcf(max_render_size: int = 512) -> str:
   </worldbody>
   <equality>
     <!-- grasp assist: welds the object to the gripper while the closed fingers hold it (see WidowXSim) -->
-    <weld name="grasp_assist" body1="gripper_link" body2="object" active="false" solref="0.01 1"/>
+    <weld name="grasp_assist" body1="gripper_link" body2="object" active="false" solref="0.02 1"/>
   </equality>
   <contact>
     <exclude body1="gripper_link" body2="left_finger_link"/>

@@ -28,6 +28,7 @@ from crl_ros.sim import widowx_model as model  # noqa: E402
 GRIPPER_CLOSED_BELOW = 0.5   # commanded opening under which the gripper counts as closing
 SETTLE_SECONDS = 0.1         # physics run after placing a scene, so objects come to rest
 GRASP_CHECK_SECONDS = 0.04   # how often (simulated) the grasp assist looks for a held cube
+GRASP_CHECK_RADIUS = 0.05    # m: contacts are scanned only with the cube this close to the pads
 
 
 class WidowXSim:
@@ -53,6 +54,7 @@ class WidowXSim:
         self._weld = m.equality("grasp_assist").id
         self._finger_geoms = {m.geom("left_finger").id, m.geom("right_finger").id}
         self._object_geom = m.geom("object").id
+        self._between_fingers = np.array([model.FINGER_CENTER_X, 0.0, 0.0])  # in the gripper_link frame
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._gripper_command = 1.0
         self.task = task_defs.TASKS_BY_NAME.get(task) or _play_or_raise(task)
@@ -203,6 +205,10 @@ class WidowXSim:
     def _try_grasp(self) -> None:
         """Weld the cube to the gripper if both closing finger pads touch it."""
         d = self.data
+        grip_rot = d.xmat[self._gripper_body].reshape(3, 3)
+        rel_pos = grip_rot.T @ (d.xpos[self._object_body] - d.xpos[self._gripper_body])
+        if np.linalg.norm(rel_pos - self._between_fingers) > GRASP_CHECK_RADIUS:
+            return  # the cube is nowhere near the fingers: skip the contact scan
         touching = set()
         for contact in d.contact[:d.ncon]:
             pair = {contact.geom1, contact.geom2}
@@ -211,8 +217,6 @@ class WidowXSim:
         if touching != self._finger_geoms:
             return
         # relative pose of the cube in the gripper frame, kept by the weld from now on
-        grip_rot = d.xmat[self._gripper_body].reshape(3, 3)
-        rel_pos = grip_rot.T @ (d.xpos[self._object_body] - d.xpos[self._gripper_body])
         grip_quat_inv = np.empty(4)
         mujoco.mju_negQuat(grip_quat_inv, d.xquat[self._gripper_body])
         rel_quat = np.empty(4)
