@@ -1,0 +1,152 @@
+"""policy_node: the trained goal-conditioned policy at the control rate.
+
+In: ``observation`` (sensor_msgs/Image rgb8, from camera_node) and ``goal_image``
+(latched, from goal_node; 0x0 = no goal). Out: ``action`` (std_msgs/Float32MultiArray,
+crl_ros layout: [dx, dy, dz, droll, dpitch, dyaw, gripper], see nodes/common.py),
+``goal_score`` (std_msgs/Float32, the critic's logit; higher = closer to the goal) and
+``debug_image`` (observation | goal side by side with the score written on it).
+
+It acts every 1/``rate_hz`` s (or on every new observation with ``act_on_observation``)
+and publishes NOTHING when there is no goal, no observation, the newest observation is
+older than ``max_observation_age_ms`` (by its header stamp), or an image does not have
+the model's input shape -- so arm_node's watchdog holds the arm.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, Float32MultiArray
+
+from crl_ros.nodes import common
+from crl_ros.robot import camera
+
+PARAMETERS = [
+    ("model_path", "", "checkpoint (model.pt or run directory); relative names are looked up in models/"),
+    ("device", "auto", "auto | cpu | cuda | cuda:N"),
+    ("rate_hz", 5.0, "control rate"),
+    ("max_observation_age_ms", 300.0, "never act on an observation older than this"),
+    ("act_on_observation", False, "act on every new observation instead of on a timer"),
+    ("publish_debug_image", True, "publish debug_image (observation | goal, score overlay)"),
+    ("debug_scale", 4, "upscaling of the debug image"),
+]
+
+
+class PolicyNode(Node):
+    def __init__(self, name: str = "policy_node", policy=None, **kwargs):
+        super().__init__(name, **kwargs)
+        p = common.declare_parameters(self, PARAMETERS, "policy_node")
+        if policy is None:
+            from crl_ros.learning.checkpoint import CheckpointError
+            from crl_ros.learning.policy import Policy
+
+            if not p["model_path"]:
+                raise ValueError("policy_node: parameter model_path is not set")
+            path = common.resolve_model_path(p["model_path"])
+            try:
+                policy = Policy.load(path, device=p["device"])
+            except CheckpointError as exc:
+                raise ValueError(f"policy_node: cannot load {path}: {exc}") from exc
+        self.policy = policy
+        self.max_age_ns = int(float(p["max_observation_age_ms"]) * 1e6)
+        self.debug = bool(p["publish_debug_image"])
+        self.debug_scale = int(p["debug_scale"])
+        self.observation: Image | None = None
+        self.observation_received_ns = 0
+        self.goal: np.ndarray | None = None
+        self.counts = {"acted": 0, "no_goal": 0, "no_observation": 0, "stale": 0, "bad_input": 0}
+        self.last_latency_ms: float | None = None
+        self.action_pub = self.create_publisher(Float32MultiArray, "action", common.reliable_qos())
+        self.score_pub = self.create_publisher(Float32, "goal_score", common.reliable_qos())
+        self.debug_pub = self.create_publisher(Image, "debug_image", common.sensor_qos())
+        self.create_subscription(Image, "observation", self.on_observation, common.sensor_qos())
+        self.create_subscription(Image, "goal_image", self.on_goal, common.latched_qos())
+        self.act_on_observation = bool(p["act_on_observation"])
+        if not self.act_on_observation:
+            self.create_timer(1.0 / float(p["rate_hz"]), self.step)
+        self.get_logger().info(f"loaded {policy!r}")
+
+    def on_observation(self, msg: Image) -> None:
+        self.observation = msg
+        self.observation_received_ns = time.time_ns()
+        if self.act_on_observation:
+            self.step()
+
+    def on_goal(self, msg: Image) -> None:
+        if msg.width == 0 or msg.height == 0:
+            self.goal = None
+            self.get_logger().info("goal cleared")
+            return
+        try:
+            goal = common.image_from_msg(msg)
+            self._check_shape(goal, "goal_image")
+        except ValueError as exc:
+            self.goal = None
+            self.get_logger().error(f"goal ignored: {exc}")
+            return
+        self.goal = goal
+        self.get_logger().info("new goal")
+
+    def _check_shape(self, image: np.ndarray, what: str) -> None:
+        if image.shape != tuple(self.policy.image_shape):
+            raise ValueError(f"{what} is {image.shape} but the model expects {tuple(self.policy.image_shape)} "
+                             f"(check camera_node's size/crop)")
+
+    def step(self) -> None:
+        """One control step: act if (and only if) there is a goal and a fresh observation."""
+        if self.goal is None:
+            self.counts["no_goal"] += 1
+            self.get_logger().info("waiting for a goal (goal_image)", throttle_duration_sec=5.0)
+            return
+        msg = self.observation
+        if msg is None:
+            self.counts["no_observation"] += 1
+            self.get_logger().info("waiting for an observation", throttle_duration_sec=5.0)
+            return
+        stamp_ns = common.stamp_to_ns(msg.header.stamp) or self.observation_received_ns
+        age_ns = time.time_ns() - stamp_ns
+        if age_ns > self.max_age_ns:
+            self.counts["stale"] += 1
+            self.get_logger().warning(f"observation is {age_ns / 1e6:.0f} ms old (max {self.max_age_ns / 1e6:.0f}); "
+                                      "not acting", throttle_duration_sec=2.0)
+            return
+        try:
+            obs = common.image_from_msg(msg)
+            self._check_shape(obs, "observation")
+            action = self.policy.act(obs, self.goal)
+            score = self.policy.score(obs, self.goal)
+        except (ValueError, FloatingPointError) as exc:
+            self.counts["bad_input"] += 1
+            self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=2.0)
+            return
+        self.action_pub.publish(common.action_msg(action))
+        self.counts["acted"] += 1
+        self.last_latency_ms = (time.time_ns() - stamp_ns) / 1e6
+        if score is not None:
+            self.score_pub.publish(Float32(data=float(score)))
+        if self.debug and self.debug_pub.get_subscription_count() > 0:
+            self.debug_pub.publish(common.image_msg(debug_image(obs, self.goal, score, self.debug_scale),
+                                                    msg.header.stamp, "debug"))
+
+
+def debug_image(obs: np.ndarray, goal: np.ndarray, score: float | None, scale: int = 4) -> np.ndarray:
+    """observation | goal, upscaled, with the goal score written at the top left."""
+    from PIL import Image as PILImage, ImageDraw
+
+    canvas = PILImage.fromarray(camera.side_by_side(obs, goal, scale=scale))
+    draw = ImageDraw.Draw(canvas)
+    text = "score n/a" if score is None else f"score {score:+.2f}"
+    draw.rectangle([0, 0, 8 + 7 * len(text), 14], fill=(0, 0, 0))
+    draw.text((3, 2), text, fill=(255, 255, 0))
+    draw.text((obs.shape[1] * scale + 3, 2), "goal", fill=(255, 255, 0))
+    return np.asarray(canvas)
+
+
+def main(args=None) -> int:
+    return common.run_node(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
