@@ -58,7 +58,7 @@ def clamp_workspace(pose: np.ndarray) -> tuple[np.ndarray, bool]:
     clamped_pose = pose.copy()
     xyz = np.clip(pose[:3, 3], WORKSPACE_XYZ[0], WORKSPACE_XYZ[1])
     clamped_pose[:3, 3] = xyz
-    clamped = not np.allclose(xyz, pose[:3, 3])
+    clamped = bool(np.any(xyz != pose[:3, 3]))
     roll, pitch, yaw = kinematics.matrix_to_rpy(pose[:3, :3])
     if abs(pitch) > WORKSPACE_MAX_PITCH or abs(yaw) > WORKSPACE_MAX_YAW:
         clamped_pose[:3, :3] = kinematics.rpy_to_matrix(
@@ -96,6 +96,6 @@ def apply_ee_delta(q6: np.ndarray, action7: np.ndarray,
         "target_pose": target,
         "clamped": clamped,
         "ik_success": ik_success,
-        "velocity_limited": not np.allclose(limited, q_target),
+        "velocity_limited": bool(np.any(limited != q_target)),
     }
     return limited, float(action[6]), info

@@ -70,42 +70,58 @@ def screw_exp(screw: np.ndarray, theta: float) -> np.ndarray:
     return t
 
 
+# Each joint as a unit axis w and a point on the axis (v = -w x point for a revolute screw);
+# with these, exp([S] theta) = [R(w, theta), (I - R) point], which is cheaper to evaluate.
+_AXES = SCREW_AXES[:, :3]
+_AXIS_POINTS = np.cross(_AXES, SCREW_AXES[:, 3:])  # w x v = w x (q x w) = q for q perpendicular to w
+_AXIS_SKEWS = np.array([skew(w) for w in _AXES])
+_AXIS_SKEWS_SQUARED = _AXIS_SKEWS @ _AXIS_SKEWS
+
+
+def _chain(q6: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Joint axes and axis points in the base frame at ``q6``, and the ee pose."""
+    q6 = np.asarray(q6, dtype=float)
+    # Rodrigues for all joints at once; the offsets (I - R) point of every exp([S] theta)
+    joint_rots = (np.eye(3) + np.sin(q6)[:, None, None] * _AXIS_SKEWS
+                  + (1.0 - np.cos(q6))[:, None, None] * _AXIS_SKEWS_SQUARED)
+    joint_offsets = _AXIS_POINTS - np.einsum("ijk,ik->ij", joint_rots, _AXIS_POINTS)
+    rot, pos = np.eye(3), np.zeros(3)
+    axes, points = np.empty((6, 3)), np.empty((6, 3))
+    for i in range(6):
+        axes[i] = rot @ _AXES[i]
+        points[i] = rot @ _AXIS_POINTS[i] + pos
+        pos = pos + rot @ joint_offsets[i]
+        rot = rot @ joint_rots[i]
+    pose = np.eye(4)
+    pose[:3, :3] = rot @ HOME_EE[:3, :3]
+    pose[:3, 3] = rot @ HOME_EE[:3, 3] + pos
+    return axes, points, pose
+
+
 def fk(q6: np.ndarray) -> np.ndarray:
-    """Pose (4x4) of ee_gripper_link for the six arm joint angles ``q6``."""
+    """Pose (4x4) of ee_gripper_link for the six arm joint angles ``q6`` (product of exponentials)."""
+    return _chain(q6)[2]
+
+
+def fk_reference(q6: np.ndarray) -> np.ndarray:
+    """fk written literally as exp([S1] q1) ... exp([S6] q6) M, to check the fast version against."""
     t = np.eye(4)
     for screw, theta in zip(SCREW_AXES, np.asarray(q6, dtype=float)):
         t = t @ screw_exp(screw, theta)
     return t @ HOME_EE
 
 
-def _joint_frames(q6: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Space-frame twists of every joint at ``q6`` (the space Jacobian, 6x6) and fk(q6)."""
-    jac = np.zeros((6, 6))
-    t = np.eye(4)
-    for i, (screw, theta) in enumerate(zip(SCREW_AXES, q6)):
-        jac[:, i] = adjoint(t) @ screw
-        t = t @ screw_exp(screw, theta)
-    return jac, t @ HOME_EE
-
-
-def adjoint(t: np.ndarray) -> np.ndarray:
-    """Adjoint of a transform, acting on twists ordered (w; v)."""
-    r, p = t[:3, :3], t[:3, 3]
-    ad = np.zeros((6, 6))
-    ad[:3, :3] = r
-    ad[3:, :3] = skew(p) @ r
-    ad[3:, 3:] = r
-    return ad
-
-
 def geometric_jacobian(q6: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Jacobian (6x6) mapping joint rates to [linear velocity of the ee point; angular
     velocity], both in the base frame, and fk(q6)."""
-    space_jac, pose = _joint_frames(np.asarray(q6, dtype=float))
+    axes, points, pose = _chain(q6)
     jac = np.empty((6, 6))
-    # linear velocity of the point p: v_s + w_s x p
-    jac[:3] = space_jac[3:] - skew(pose[:3, 3]) @ space_jac[:3]
-    jac[3:] = space_jac[:3]
+    lever = pose[:3, 3] - points
+    # axes x lever, row by row (np.cross has a large fixed cost for 6x3 inputs)
+    jac[0] = axes[:, 1] * lever[:, 2] - axes[:, 2] * lever[:, 1]
+    jac[1] = axes[:, 2] * lever[:, 0] - axes[:, 0] * lever[:, 2]
+    jac[2] = axes[:, 0] * lever[:, 1] - axes[:, 1] * lever[:, 0]
+    jac[3:] = axes.T
     return jac, pose
 
 
@@ -154,7 +170,10 @@ def ik(target: np.ndarray, q_init: np.ndarray, *, max_iterations: int = 60,
         jw = jac * weights[:, None]
         step = jw.T @ np.linalg.solve(jw @ jw.T + damping ** 2 * np.eye(6), err * weights)
         step *= min(1.0, max_joint_step / (np.abs(step).max() + 1e-12))
-        q = np.clip(q + step, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+        q_next = np.clip(q + step, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+        if np.abs(q_next - q).max() < 1e-6:  # stuck (unreachable or at a limit): best effort
+            break
+        q = q_next
     err = pose_error(fk(q), target)
     if np.linalg.norm(err[:3]) < position_tolerance and np.linalg.norm(err[3:]) < orientation_tolerance:
         return q, True

@@ -56,7 +56,7 @@ OBJECT_HALF = 0.02
 
 CAMERAS = {
     # the policy camera: behind and above the robot's right shoulder, looking at the work area
-    "overhead": {"pos": (-0.22, -0.40, 0.70), "target": (0.27, 0.04, 0.0), "fovy": 42},
+    "overhead": {"pos": (-0.20, -0.20, 0.60), "target": (0.28, 0.03, 0.02), "fovy": 34},
     # a wide view from the front right, for pictures of the scene
     "scene": {"pos": (0.75, -0.50, 0.50), "target": (0.22, 0.03, 0.06), "fovy": 45},
 }

@@ -1,0 +1,99 @@
+"""Simulated WidowX speed: env steps/s with rendering (48x48 and 128x128, one process), and
+play-data generation rate (episodes/hour, transitions/s, minutes for 100k transitions).
+
+Steps use random actions in the play scene, resets included; play data runs the scripted
+play policy through crl_ros.sim.rollout.collect_demos, as `crl demos --play` does.
+Writes bench/results/sim_speed.json with the machine noted.
+
+    python bench/sim_speed.py [--steps N] [--play-episodes N] [--workers K]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+from crl_ros.sim import widowx  # noqa: E402
+from crl_ros.sim.rollout import collect_demos  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "sim_speed.json"
+
+
+def env_steps_per_second(image_size: int, steps: int, seed: int = 0) -> dict[str, float]:
+    env = widowx.make_env("play", image_size=image_size, seed=seed)
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    action_list = rng.uniform(low, high, size=(steps, len(low))).astype(np.float32)
+    obs, _ = env.reset(seed=seed)
+    env.step(action_list[0])  # first render creates the GL context: not part of the rate
+    start = time.perf_counter()
+    for action in action_list:
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    # where the time goes: physics alone, rendering alone
+    sim = env.sim
+    start = time.perf_counter()
+    for _ in range(200):
+        sim.step(1.0 / env.control_rate_hz)
+    physics = (time.perf_counter() - start) / 200
+    start = time.perf_counter()
+    for _ in range(200):
+        sim.render(image_size, image_size)
+    render = (time.perf_counter() - start) / 200
+    env.close()
+    return {"steps_per_s": steps / elapsed, "physics_ms_per_step": 1e3 * physics,
+            "render_ms_per_frame": 1e3 * render}
+
+
+def play_data_rate(episodes: int, workers: int) -> dict[str, float]:
+    start = time.perf_counter()
+    transitions = sum(len(ep["actions"]) for ep in collect_demos("widowx", "play", episodes, seed=0,
+                                                                 workers=workers))
+    elapsed = time.perf_counter() - start
+    return {"episodes": episodes, "workers": workers, "transitions": transitions, "seconds": elapsed,
+            "episodes_per_hour": episodes / elapsed * 3600, "transitions_per_s": transitions / elapsed,
+            "minutes_per_100k_transitions": 1e5 / (transitions / elapsed) / 60}
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "mujoco_gl": os.environ.get("MUJOCO_GL"),
+            "load_average_at_start": os.getloadavg()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--play-episodes", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    results = {"machine": machine(), "env_steps": {}}
+    for size in (48, 128):
+        results["env_steps"][f"{size}x{size}"] = rate = env_steps_per_second(size, args.steps)
+        print(f"{size}x{size}: {rate['steps_per_s']:.0f} env steps/s (physics {rate['physics_ms_per_step']:.2f} ms, "
+              f"render {rate['render_ms_per_frame']:.2f} ms)", flush=True)
+    results["play_data"] = play = play_data_rate(args.play_episodes, args.workers)
+    print(f"play data, {play['workers']} workers: {play['transitions_per_s']:.0f} transitions/s, "
+          f"{play['episodes_per_hour']:.0f} episodes/h, {play['minutes_per_100k_transitions']:.1f} min per 100k")
+    results["targets"] = {"env_steps_per_s_48": 300, "minutes_per_100k_transitions": 15}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
