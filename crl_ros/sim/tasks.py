@@ -17,7 +17,7 @@ from crl_ros.sim import widowx_model as model
 
 #: gripper pointing almost straight down (pitch just inside the +-1.57 workspace limit)
 TOP_DOWN_RPY = np.array([0.0, 1.5, 0.0])
-START_EE = np.array([0.22, 0.0, 0.14])
+START_EE = np.array([0.12, 0.0, 0.18])  # rest pose: near the base, out of the way of the camera
 START_JITTER = 0.02
 
 # where the block and the object rest while a task does not use them: out of every path

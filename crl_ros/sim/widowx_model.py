@@ -55,10 +55,10 @@ BLOCK_HALF = 0.025
 OBJECT_HALF = 0.02
 
 CAMERAS = {
-    # the policy camera: behind and above the robot's right shoulder, looking at the work area
-    "overhead": {"pos": (-0.20, -0.20, 0.60), "target": (0.28, 0.03, 0.02), "fovy": 34},
+    # the policy camera: over the shoulder of someone at the right of the table, looking at the work area
+    "overhead": {"pos": (0.05, -0.45, 0.55), "target": (0.28, 0.04, 0.02), "fovy": 36},
     # a wide view from the front right, for pictures of the scene
-    "scene": {"pos": (0.75, -0.50, 0.50), "target": (0.22, 0.03, 0.06), "fovy": 45},
+    "scene": {"pos": (0.72, -0.48, 0.42), "target": (0.22, 0.03, 0.06), "fovy": 42},
 }
 
 ARM_ACTUATOR_GAINS = {  # joint: (kp N m/rad, force limit N m)
