@@ -189,3 +189,12 @@ def _sample_play(rng):
 
 PLAY_TASK = Task(PLAY_TASK_NAME, "play: a random sequence of sub-skills (no goal, never succeeds)", 100,
                  _sample_play, lambda r, g: False)
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``: one of TASKS_BY_NAME or the play task."""
+    if name == PLAY_TASK_NAME:
+        return PLAY_TASK
+    if name not in TASKS_BY_NAME:
+        raise ValueError(f"unknown widowx task {name!r}; choose one of {list(TASKS_BY_NAME)} or {PLAY_TASK_NAME!r}")
+    return TASKS_BY_NAME[name]

@@ -43,7 +43,7 @@ class WidowXEnv(gym.Env):
 
     def __init__(self, task: str = DEFAULT_TASK, image_size: int = 48, seed: int | None = None,
                  max_episode_steps: int | None = None, camera: str = "overhead", render_size: int = 128):
-        self.sim = WidowXSim(task, max_render_size=max(512, image_size, render_size))
+        self.sim = WidowXSim(task, max_render_size=max(640, image_size, render_size))
         self.image_size = int(image_size)
         self.render_size = int(render_size)
         self.camera = camera

@@ -183,7 +183,7 @@ def _tray_xml() -> str:
     ])
 
 
-def build_mjcf(max_render_size: int = 512) -> str:
+def build_mjcf(max_render_size: int = 640) -> str:
     """The complete scene as an MJCF string (offscreen buffers up to ``max_render_size``)."""
     cameras = "\n    ".join(_camera_xml(name, **spec) for name, spec in CAMERAS.items())
     actuators = "\n    ".join(

@@ -36,7 +36,7 @@ class WidowXSim:
 
     JOINT_STATE_NAMES = kinematics.JOINT_STATE_NAMES
 
-    def __init__(self, task: str = "reach", max_render_size: int = 512):
+    def __init__(self, task: str = "reach", max_render_size: int = 640):
         self.model = mujoco.MjModel.from_xml_string(model.build_mjcf(max_render_size))
         self.data = mujoco.MjData(self.model)
         m = self.model
@@ -57,7 +57,7 @@ class WidowXSim:
         self._between_fingers = np.array([model.FINGER_CENTER_X, 0.0, 0.0])  # in the gripper_link frame
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._gripper_command = 1.0
-        self.task = task_defs.TASKS_BY_NAME.get(task) or _play_or_raise(task)
+        self.task = task_defs.get_task(task)
         self.start_scene, self.goal_scene = task_defs.Scene(), task_defs.Scene()
         self._goal_images: dict[tuple[int, int, str], np.ndarray] = {}
         self.reset(task, seed=0)
@@ -67,7 +67,7 @@ class WidowXSim:
         """Draw the start and goal scenes of ``task`` (default: the current one) from ``seed``
         and place the start scene. Same task and seed, same start, goal and images."""
         if task is not None:
-            self.task = task_defs.TASKS_BY_NAME.get(task) or _play_or_raise(task)
+            self.task = task_defs.get_task(task)
         rng = np.random.default_rng(seed)
         self.start_scene, self.goal_scene = self.task.sample(rng)
         self._goal_images.clear()
@@ -233,9 +233,3 @@ def _finger_position(gripper01: float) -> float:
     lo, hi = kinematics.FINGER_LIMITS
     return lo + float(np.clip(gripper01, 0.0, 1.0)) * (hi - lo)
 
-
-def _play_or_raise(name: str) -> task_defs.Task:
-    if name == task_defs.PLAY_TASK_NAME:
-        return task_defs.PLAY_TASK
-    raise ValueError(f"unknown widowx task {name!r}; choose one of {list(task_defs.TASKS_BY_NAME)} "
-                     f"or {task_defs.PLAY_TASK_NAME!r}")

@@ -45,6 +45,12 @@ def test_renders_at_several_sizes(sim, size):
     assert sim.render(size, 2 * size, camera="scene").shape == (2 * size, size, 3)
 
 
+def test_renders_a_full_camera_frame_and_rejects_unknown_tasks(sim):
+    assert sim.render(640, 480).shape == (480, 640, 3)  # what the ROS sim_node publishes as image_raw
+    with pytest.raises(ValueError, match="unknown widowx task"):
+        sim.reset("juggle")
+
+
 def test_joint_state_and_targets_beyond_the_limits_stay_within_them(sim):
     sim.reset(seed=0)
     names, positions = sim.joint_state()
