@@ -135,3 +135,27 @@ def procs(ros):
     for proc in ros.processes[before:]:
         proc.stop()
     del ros.processes[before:]
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    """record (sim, through the ROS graph) -> convert -> train a few steps, with the real
+    commands as child processes. Returns the paths; test_pipeline checks each stage."""
+    root = tmp_path_factory.mktemp("pipeline")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(_domain_id("pipeline")), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    crl = [sys.executable, "-m", "crl_ros.cli"]
+
+    def run(*args, timeout=240):
+        result = subprocess.run([*crl, *args], env=env, cwd=root, capture_output=True, text=True, timeout=timeout)
+        return result
+
+    paths = {"bags": root / "bags", "dataset": root / "demos.h5", "run": root / "run"}
+    paths["record"] = run("record", "--sim", "--episodes", "2", "--steps", "8", "--task", "reach",
+                          "--image-size", "160", "120", "--out", str(paths["bags"]))
+    paths["convert"] = run("convert", *sorted(str(p) for p in paths["bags"].glob("episode_*")),
+                           "--out", str(paths["dataset"]), "--crop", "20", "0", "140", "120", "--size", "48", "48",
+                           "--quiet")
+    paths["train"] = run("train", "--data", str(paths["dataset"]), "--algo", "stable_crl", "--out", str(paths["run"]),
+                         "--steps", "2", "--batch-size", "16", "--device", "cpu", "--no-progress", "--log-every", "1")
+    paths["model"] = paths["run"] / "model.pt"
+    return paths
