@@ -25,17 +25,15 @@ def shift_images(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return images[batch_index, rows[:, :, None], cols[:, None, :]]
 
 
-def random_shift(images: Sequence[torch.Tensor], pad: int, prob: float,
-                 generator: torch.Generator) -> list[torch.Tensor]:
-    """Shift every tensor of `images` (each [B, H, W, C]) with the SAME per-sample shift.
-
-    With probability `prob` the whole batch is shifted, otherwise returned unshifted. The coin
-    is a device tensor (no host sync) and the random draws do not depend on it, so a resumed
-    generator reproduces the same stream.
-    """
-    device = images[0].device
-    batch = images[0].shape[0]
-    shifts = torch.randint(-pad, pad + 1, (batch, 2), generator=generator, device=device)
-    apply = torch.rand((), generator=generator, device=device) < prob
-    shifts = shifts * apply
+def random_shift(images: Sequence[torch.Tensor], pad: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Shift every tensor of `images` (each [B, H, W, C]) with the SAME per-sample shift,
+    drawn uniformly from [-pad, pad]^2 with `generator` (on the images' device)."""
+    shifts = torch.randint(-pad, pad + 1, (images[0].shape[0], 2), generator=generator, device=images[0].device)
     return [shift_images(x, shifts) for x in images]
+
+
+def batch_coin(prob: float, host_generator: torch.Generator) -> bool:
+    """Whether to augment this whole batch. Drawn on a CPU generator: deciding on the host
+    costs no device sync and lets an unaugmented batch skip the gather and the extra
+    forward passes on augmented images altogether."""
+    return bool(torch.rand((), generator=host_generator).item() < prob)

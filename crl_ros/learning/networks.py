@@ -90,24 +90,41 @@ class ConvEncoder(nn.Module):
 
 
 class EnsembleLinear(nn.Module):
-    """E independent linear layers: weight [E, in, out], bias [E, 1, out]."""
+    """E independent linear layers: weight [in, E, out], bias [E, 1, out].
+
+    Stored input-major so a batch shared by all members (the first layer) is ONE plain GEMM
+    against a free [in, E * out] view; member-wise inputs use a batched matmul on the
+    [E, in, out] view.
+    """
 
     def __init__(self, in_dim: int, out_dim: int, ensemble_size: int, gain: float = 1.0):
         super().__init__()
         self.in_dim, self.out_dim, self.ensemble_size = in_dim, out_dim, ensemble_size
-        self.weight = nn.Parameter(torch.empty(ensemble_size, in_dim, out_dim))
+        self.weight = nn.Parameter(torch.empty(in_dim, ensemble_size, out_dim))
         self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, out_dim))
         xavier_uniform_(self.weight, in_dim, out_dim, gain)
 
-    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        """x: [B, in] shared by all members, or [E, B, in]; returns [E, B, out]."""
-        weight, bias = (self.weight.detach(), self.bias.detach()) if detach_params else (self.weight, self.bias)
+    def member_weight(self, member: int) -> torch.Tensor:
+        """[in, out] weight of one ensemble member."""
+        return self.weight[:, member]
+
+    def forward(self, x: torch.Tensor, detach_params: bool = False, in_features: slice = slice(None),
+                add_bias: bool = True) -> torch.Tensor:
+        """x: [B, in] shared by all members, or [E, B, in]; returns [E, B, out].
+
+        `in_features` restricts the layer to a slice of its inputs (x holds only those) and
+        `add_bias=False` leaves the bias out, so callers can compute a shared part of the
+        pre-activation once and add the rest later.
+        """
+        weight = self.weight[in_features]
+        bias = self.bias
+        if detach_params:
+            weight, bias = weight.detach(), bias.detach()
         if x.dim() == 2:
-            # Shared input: one GEMM against all members' weights side by side.
-            stacked = weight.permute(1, 0, 2).reshape(self.in_dim, -1)
-            out = (x @ stacked).view(x.shape[0], self.ensemble_size, self.out_dim).transpose(0, 1)
-            return out + bias
-        return torch.baddbmm(bias, x, weight)
+            out = (x @ weight.flatten(1)).view(x.shape[0], self.ensemble_size, self.out_dim).transpose(0, 1)
+            return out + bias if add_bias else out
+        weight = weight.transpose(0, 1)
+        return torch.baddbmm(bias, x, weight) if add_bias else torch.bmm(x, weight)
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -142,11 +159,22 @@ class MLP(nn.Module):
                                    for _ in range(depth - 1 if layer_norm else 0))
         self.output = EnsembleLinear(dims[-1], out_dim, ensemble_size)
 
+    @property
+    def first_layer(self) -> EnsembleLinear:
+        return self.hidden[0] if len(self.hidden) else self.output
+
     def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         """x: [B, in] or [E, B, in] -> [E, B, out]. `detach_params` lets a loss backpropagate
         to the *input* (e.g. the actor's action) without giving this network gradients."""
+        return self.forward_from_first_layer(self.first_layer(x, detach_params), detach_params)
+
+    def forward_from_first_layer(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """Continue from the first layer's output (pre-activation) [E, B, width]."""
+        if not len(self.hidden):
+            return x
         for i, layer in enumerate(self.hidden):
-            x = layer(x, detach_params)
+            if i > 0:
+                x = layer(x, detach_params)
             if i < len(self.norms):
                 x = self.norms[i](x, detach_params)
             x = F.relu(x)
@@ -188,9 +216,22 @@ class ContrastiveCritic(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)
 
-    def sa_repr(self, obs_embedding: torch.Tensor, actions: torch.Tensor,
+    def obs_features(self, obs_embedding: torch.Tensor) -> torch.Tensor:
+        """The observation's share of phi's first layer, [E, B, width] (no bias).
+
+        It is computed once per batch and reused for every action phi is evaluated at (the
+        data action for the critic, the policy's action for the actor): the action's share
+        is a tiny [A, width] product.
+        """
+        return self.sa_head.first_layer(obs_embedding, in_features=slice(0, self.encoder.output_dim),
+                                        add_bias=False)
+
+    def sa_repr(self, obs_features: torch.Tensor, actions: torch.Tensor,
                 detach_params: bool = False) -> torch.Tensor:
-        return self.sa_head(torch.cat([obs_embedding, actions.to(obs_embedding.dtype)], -1), detach_params)
+        """phi(s, a) [E, B, R] from `obs_features(enc(s))` and actions [B, A]."""
+        action_share = self.sa_head.first_layer(actions.to(obs_features.dtype), detach_params,
+                                                in_features=slice(self.encoder.output_dim, None))
+        return self.sa_head.forward_from_first_layer(obs_features + action_share, detach_params)
 
     def goal_repr(self, goal_embedding: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         return self.goal_head(goal_embedding, detach_params)

@@ -41,6 +41,9 @@ class Sampler:
         self._episode_end = torch.from_numpy(dataset.episode_end_of_frame().astype(np.int64)).to(self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
+        # For host-side decisions (e.g. whether a batch is augmented): no device sync.
+        self.host_generator = torch.Generator()
+        self.host_generator.manual_seed(int(seed) + 1)
 
     @property
     def num_frames(self) -> int:
@@ -107,7 +110,8 @@ class Sampler:
         return torch.rand(shape, generator=self.generator, device=self.device)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {"generator": self.generator.get_state(), "host_generator": self.host_generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"].cpu())
+        self.host_generator.set_state(state["host_generator"].cpu())

@@ -1,6 +1,11 @@
+import pytest
 import torch
+from synthetic_data import synthetic_dataset
 
-from crl_ros.learning.augment import random_shift, shift_images
+from crl_ros.learning.agents import default_config, make_agent
+from crl_ros.learning.augment import batch_coin, random_shift, shift_images
+from crl_ros.learning.config import apply_overrides
+from crl_ros.learning.sampler import Sampler
 
 
 def _replicate_pad_crop(image, dy, dx, pad):
@@ -32,7 +37,7 @@ def _coordinate_images(batch, height, width, generator):
 def test_same_shift_for_observation_and_goal_within_pad():
     g = torch.Generator().manual_seed(1)
     obs, goal = _coordinate_images(64, 16, 16, g), _coordinate_images(64, 16, 16, g)
-    shifted_obs, shifted_goal = random_shift([obs, goal], pad=4, prob=1.0, generator=g)
+    shifted_obs, shifted_goal = random_shift([obs, goal], pad=4, generator=g)
     # The centre pixel's source coordinates give the shift (no clamping at the centre).
     shifts = (shifted_obs[:, 8, 8, :2] - 8).long()
     assert torch.equal(shifts, (shifted_goal[:, 8, 8, :2] - 8).long())
@@ -42,14 +47,20 @@ def test_same_shift_for_observation_and_goal_within_pad():
         assert torch.equal(shifted_goal[b], _replicate_pad_crop(goal[b], dy, dx, 4))
 
 
-def test_probability_applies_to_whole_batch():
+def test_coin_decides_for_whole_batches():
     g = torch.Generator().manual_seed(2)
-    images = torch.rand(32, 12, 12, 3, generator=g)
-    assert torch.equal(random_shift([images], 4, 0.0, g)[0], images)
-    shifted_batches = 0
-    for _ in range(200):
-        out = random_shift([images], 4, 0.5, g)[0]
-        changed = (out != images).flatten(1).any(1)
-        assert changed.all() or not changed.any() or changed.float().mean() > 0.5
-        shifted_batches += int(changed.any())
-    assert 70 < shifted_batches < 130
+    assert not any(batch_coin(0.0, g) for _ in range(100))
+    assert all(batch_coin(1.0, g) for _ in range(100))
+    assert 150 < sum(batch_coin(0.5, g) for _ in range(400)) < 250
+
+
+@pytest.mark.parametrize("prob, expect_augmented", [(0.0, False), (1.0, True)])
+def test_agent_batches_follow_augment_prob(prob, expect_augmented):
+    sampler = Sampler(synthetic_dataset(), "cpu", seed=0)
+    cfg = apply_overrides(default_config("stable_crl"), [f"augment_prob={prob}", "hidden_width=8",
+                                                         "hidden_depth=1", "encoder_channels=[4, 4, 4]"])
+    agent = make_agent("stable_crl", cfg, (32, 32, 3), 7, "cpu")
+    batch = agent.make_batch(sampler, 64)
+    assert ("augmented_observations" in batch) == expect_augmented
+    assert ("augmented_goals" in batch) == expect_augmented
+    assert "augmented_next_observations" not in batch  # only the BC term is augmented by default

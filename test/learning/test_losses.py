@@ -104,8 +104,8 @@ def test_crl_target_is_soft_updated_and_actor_q_leaves_critic_alone(sampler):
     critic_before = copy.deepcopy(agent.critic)
     target_before = copy.deepcopy(agent.target_critic)
     # With bc_coef = 0 the actor loss is only the Q term: its gradient must reach the policy only.
-    _, _, obs_emb, goal_emb = agent._critic_loss(batch)
-    actor_loss, _ = agent._actor_loss(batch, obs_emb, goal_emb, batch["actions"])
+    _, _, obs_features, goal_repr = agent._critic_loss(batch)
+    actor_loss, _ = agent._actor_loss(batch, obs_features, goal_repr)
     actor_loss.backward()
     assert all(p.grad is None for p in agent.critic.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.policy.parameters())

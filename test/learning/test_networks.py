@@ -50,11 +50,11 @@ def test_ensemble_members_are_independent_mlps():
     for e in range(2):
         h = x
         for i, layer in enumerate(mlp.hidden):
-            h = h @ layer.weight[e] + layer.bias[e]
+            h = h @ layer.member_weight(e) + layer.bias[e]
             if i < len(mlp.norms):
                 h = nn.functional.layer_norm(h, (8,)) * mlp.norms[i].weight[e] + mlp.norms[i].bias[e]
             h = h.relu()
-        torch.testing.assert_close(out[e], h @ mlp.output.weight[e] + mlp.output.bias[e])
+        torch.testing.assert_close(out[e], h @ mlp.output.member_weight(e) + mlp.output.bias[e])
     torch.testing.assert_close(mlp(x[None].expand(2, -1, -1)), out)
 
 
@@ -116,7 +116,7 @@ def test_twin_minimum_is_used_by_score():
         obs_f, goal_f = obs.permute(0, 3, 1, 2) / 255, goal.permute(0, 3, 1, 2) / 255
         emb_s, emb_g = agent.critic.encode(obs_f), agent.critic.encode(goal_f)
         action = agent.policy(obs_f, goal_f)
-        per_critic = (agent.critic.sa_repr(emb_s, action) * agent.critic.goal_repr(emb_g)).sum(-1)
+        per_critic = (agent.critic.sa_repr(agent.critic.obs_features(emb_s), action) * agent.critic.goal_repr(emb_g)).sum(-1)
     assert not torch.allclose(per_critic[0], per_critic[1])
     torch.testing.assert_close(score, per_critic.min(0).values)
 
@@ -131,3 +131,12 @@ def test_policy_is_fixed_std_gaussian_untanhed():
         samples = agent.act(obs, obs, sample=True)
     assert mean.shape == (1000, 7)
     assert abs(samples.std(0).mean().item() - 0.15) < 0.01
+
+
+def test_split_first_layer_equals_phi_on_concatenated_input():
+    critic = _agent(extra=["cold_init=false"]).critic
+    embedding, actions = torch.randn(5, critic.encoder.output_dim), torch.randn(5, 7)
+    with torch.no_grad():
+        split = critic.sa_repr(critic.obs_features(embedding), actions)
+        direct = critic.sa_head(torch.cat([embedding, actions], -1))
+    torch.testing.assert_close(split, direct, rtol=1e-4, atol=1e-5)

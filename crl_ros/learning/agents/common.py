@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from crl_ros.learning.agents.base import Agent
-from crl_ros.learning.augment import random_shift
+from crl_ros.learning.augment import batch_coin, random_shift
 from crl_ros.learning.networks import NetworkConfig, images_to_float
 
 
@@ -22,7 +22,7 @@ class AgentConfig(NetworkConfig):
     augment: bool = True  # random shift of the images named by the agent's augment switches
     augment_prob: float = 0.5  # probability that a whole batch is shifted
     augment_pad: int = 4
-    bf16: bool = False  # bf16 autocast of the forward passes (CUDA only; CPU stays fp32)
+    bf16: bool = False  # bf16 autocast of the forward passes (fp32 weights, optimiser and losses)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -39,10 +39,8 @@ class OfflineAgent(Agent):
     policy: torch.nn.Module
 
     def _build_optimizer(self, param_groups: Iterable[dict[str, Any]]) -> None:
-        # foreach (multi-tensor) Adam on CPU; the fused kernel on CUDA.
-        fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.Adam(list(param_groups), lr=self.config.lr, fused=fused,
-                                          foreach=None if fused else True)
+        # The fused kernel: one pass over all parameters (about 10x the per-tensor loop on CPU).
+        self.optimizer = torch.optim.Adam(list(param_groups), lr=self.config.lr, fused=True)
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -50,13 +48,16 @@ class OfflineAgent(Agent):
         self.optimizer.step()
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.bf16 and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.config.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def augment(self, sampler, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The same random shift for all `images` (e.g. observation and goal) of a sample."""
-        return random_shift(images, self.config.augment_pad, self.config.augment_prob, sampler.generator)
+    def augment(self, sampler, images: Sequence[torch.Tensor]) -> list[torch.Tensor] | None:
+        """With probability augment_prob (per batch) the same random shift for all `images`
+        (e.g. observation and goal) of a sample; None when this batch stays unaugmented."""
+        if not (self.config.augment and batch_coin(self.config.augment_prob, sampler.host_generator)):
+            return None
+        return random_shift(images, self.config.augment_pad, sampler.generator)
 
     def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False) -> torch.Tensor:
         """Every agent has a `policy` (GaussianPolicy); the mean unless `sample`."""

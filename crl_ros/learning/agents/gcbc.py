@@ -28,8 +28,7 @@ class GCBCAgent(OfflineAgent):
     def make_batch(self, sampler, batch_size: int) -> dict[str, torch.Tensor]:
         idx = sampler.sample_transitions(batch_size)
         obs, goals = sampler.images(idx), sampler.images(sampler.uniform_future(idx))
-        if self.config.augment:
-            obs, goals = self.augment(sampler, [obs, goals])
+        obs, goals = self.augment(sampler, [obs, goals]) or (obs, goals)
         return {"observations": obs, "goals": goals, "actions": sampler.actions(idx)}
 
     def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:

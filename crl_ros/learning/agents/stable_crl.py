@@ -96,6 +96,9 @@ class StableCRLAgent(OfflineAgent):
         self._build_optimizer([{"params": self.critic.parameters()}, {"params": self.policy.parameters()}])
 
     def make_batch(self, sampler, batch_size: int) -> dict[str, torch.Tensor]:
+        """Observations, actions, geometric future goals (+ next observations for TD) and
+        the noise of the reparameterised actions; "augmented_<key>" entries appear only
+        when this batch is augmented (probability augment_prob)."""
         cfg = self.config
         idx = sampler.sample_transitions(batch_size)
         goal_idx = sampler.geometric_future(idx, cfg.discount)
@@ -108,38 +111,46 @@ class StableCRLAgent(OfflineAgent):
         if cfg.critic_loss == "td":
             batch["next_observations"] = sampler.images(idx + 1)
             batch["next_action_noise"] = sampler.standard_normal((batch_size, self.action_dim))
-        if cfg.augment and cfg.augment_terms:
-            keys = [k for k in ("observations", "next_observations", "goals") if k in batch]
-            for key, shifted in zip(keys, self.augment(sampler, [batch[k] for k in keys])):
-                batch["augmented_" + key] = shifted
+        keys = self._augmented_keys()
+        shifted = self.augment(sampler, [batch[k] for k in keys]) if keys else None
+        if shifted is not None:
+            batch.update({"augmented_" + k: v for k, v in zip(keys, shifted)})
         return batch
 
-    def _images_for(self, batch: dict[str, torch.Tensor], term: str, key: str) -> torch.Tensor:
-        augmented = self.config.augment and term in self.config.augment_terms
-        return images_to_float(batch["augmented_" + key if augmented else key])
+    def _augmented_keys(self) -> list[str]:
+        terms = self.config.augment_terms if self.config.augment else ()
+        keys = {"observations", "goals"} if {"bc", "actor_q"} & set(terms) else set()
+        if "critic" in terms:
+            keys |= {"observations", "next_observations" if self.config.critic_loss == "td" else "goals"}
+        return sorted(keys)
+
+    def _sees_augmented(self, batch: dict[str, torch.Tensor], term: str) -> bool:
+        return term in self.config.augment_terms and "augmented_observations" in batch
+
+    def _images(self, batch: dict[str, torch.Tensor], term: str, key: str) -> torch.Tensor:
+        return images_to_float(batch["augmented_" + key if self._sees_augmented(batch, term) else key])
 
     def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        actions = batch["actions"]
         with self.autocast():
-            critic_loss, critic_info, obs_embedding, goal_embedding = self._critic_loss(batch)
-            actor_loss, actor_info = self._actor_loss(batch, obs_embedding, goal_embedding, actions)
+            critic_loss, critic_info, obs_features, goal_repr = self._critic_loss(batch)
+            actor_loss, actor_info = self._actor_loss(batch, obs_features, goal_repr)
         self._step(critic_loss + actor_loss)
-        soft_update_(self.target_critic, self.critic, cfg.target_tau)
+        soft_update_(self.target_critic, self.critic, self.config.target_tau)
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
                 **critic_info, **actor_info}
 
     def _critic_loss(self, batch):
-        """Returns the loss, its info and (detached) critic embeddings the actor can reuse."""
+        """The critic loss and its info, plus what the actor can reuse (detached): phi's
+        observation features and, for MC, psi of the future goals."""
         cfg = self.config
-        obs = self._images_for(batch, "critic", "observations")
-        actions = batch["actions"]
+        obs = self._images(batch, "critic", "observations")
         # The positives' goals: the next observation (TD) or the sampled future goal (MC).
         positive_key = "next_observations" if cfg.critic_loss == "td" else "goals"
-        positives = self._images_for(batch, "critic", positive_key)
+        positives = self._images(batch, "critic", positive_key)
         obs_embedding, positive_embedding = self.critic.encode(torch.cat([obs, positives])).chunk(2)
-        sa_repr = self.critic.sa_repr(obs_embedding, actions)
-        logits = pairwise_logits(sa_repr, self.critic.goal_repr(positive_embedding))  # [E, B, B]
+        obs_features = self.critic.obs_features(obs_embedding)
+        positive_repr = self.critic.goal_repr(positive_embedding)
+        logits = pairwise_logits(self.critic.sa_repr(obs_features, batch["actions"]), positive_repr)  # [E, B, B]
         logits_min = logits.detach().float().min(0).values
         batch_size = logits.shape[-1]
         info = {"logits_mean": logits_min.mean(), "logits_std": logits_min.std(),
@@ -147,49 +158,47 @@ class StableCRLAgent(OfflineAgent):
         if cfg.critic_loss == "mc":
             loss = mc_critic_loss(logits.float())
             info["logits_neg"] = (logits_min.sum() - logits_min.diagonal().sum()) / (batch_size * (batch_size - 1))
-            goal_embedding = positive_embedding.detach()
-        else:
-            rows = torch.arange(batch_size, device=logits.device)
-            negative_cols = torch.roll(rows, -1)  # g- of entry i = next observation of entry i + 1
-            pos_logits = logits.diagonal(dim1=1, dim2=2)
-            neg_logits = logits[:, rows, negative_cols]
-            weight = self._td_weight(positives, batch["next_action_noise"])
-            loss = td_critic_loss(pos_logits.float(), neg_logits.float(), weight, cfg.discount)
-            info["logits_neg"] = neg_logits.detach().float().min(0).values.mean()
-            info["td_weight_mean"] = weight.mean()
-            goal_embedding = None
-        return loss, info, obs_embedding.detach(), goal_embedding
+            return loss, info, obs_features.detach(), positive_repr.detach()
+        rows = torch.arange(batch_size, device=logits.device)
+        negative_cols = torch.roll(rows, -1)  # g- of entry i = next observation of entry i + 1
+        pos_logits = logits.diagonal(dim1=1, dim2=2)
+        neg_logits = logits[:, rows, negative_cols]
+        weight = self._td_weight(positives, batch["next_action_noise"])
+        loss = td_critic_loss(pos_logits.float(), neg_logits.float(), weight, cfg.discount)
+        info["logits_neg"] = neg_logits.detach().float().min(0).values.mean()
+        info["td_weight_mean"] = weight.mean()
+        return loss, info, obs_features.detach(), None
 
     @torch.no_grad()
     def _td_weight(self, next_obs: torch.Tensor, next_action_noise: torch.Tensor) -> torch.Tensor:
         negative_goals = next_obs.roll(-1, 0)
         next_actions = self.policy(next_obs, negative_goals) + self.config.policy_std * next_action_noise
-        next_embedding = self.target_critic.encode(next_obs)
-        target_logits = paired_logits(self.target_critic.sa_repr(next_embedding, next_actions),
-                                      self.target_critic.goal_repr(next_embedding.roll(-1, 0)))
+        target = self.target_critic
+        next_embedding = target.encode(next_obs)
+        target_logits = paired_logits(target.sa_repr(target.obs_features(next_embedding), next_actions),
+                                      target.goal_repr(next_embedding.roll(-1, 0)))
         return td_importance_weight(target_logits.min(0).values, self.config.td_weight_clip)
 
-    def _actor_loss(self, batch, critic_obs_embedding, critic_goal_embedding, actions):
+    def _actor_loss(self, batch, critic_obs_features, critic_goal_repr):
         cfg = self.config
-        q_obs = self._images_for(batch, "actor_q", "observations")
-        q_goal = self._images_for(batch, "actor_q", "goals")
-        bc_obs = self._images_for(batch, "bc", "observations")
-        bc_goal = self._images_for(batch, "bc", "goals")
-        q_shares_critic_obs = ("actor_q" in cfg.augment_terms) == ("critic" in cfg.augment_terms) or not cfg.augment
-        q_shares_bc_inputs = ("actor_q" in cfg.augment_terms) == ("bc" in cfg.augment_terms) or not cfg.augment
-
+        actions = batch["actions"]
+        q_augmented = self._sees_augmented(batch, "actor_q")
+        reuse_critic = q_augmented == self._sees_augmented(batch, "critic")
+        q_obs = self._images(batch, "actor_q", "observations")
+        q_goal = self._images(batch, "actor_q", "goals")
         with torch.no_grad():
-            obs_embedding = critic_obs_embedding if q_shares_critic_obs else self.critic.encode(q_obs)
-            goal_embedding = critic_goal_embedding if (
-                critic_goal_embedding is not None and q_shares_critic_obs) else self.critic.encode(q_goal)
-            goal_repr = self.critic.goal_repr(goal_embedding)
-        if q_shares_bc_inputs:
+            obs_features = (critic_obs_features if reuse_critic
+                            else self.critic.obs_features(self.critic.encode(q_obs)))
+            goal_repr = (critic_goal_repr if reuse_critic and critic_goal_repr is not None
+                         else self.critic.goal_repr(self.critic.encode(q_goal)))
+        if q_augmented == self._sees_augmented(batch, "bc"):
             q_mean = bc_mean = self.policy(q_obs, q_goal)
         else:
+            bc_obs, bc_goal = self._images(batch, "bc", "observations"), self._images(batch, "bc", "goals")
             q_mean, bc_mean = self.policy(torch.cat([q_obs, bc_obs]), torch.cat([q_goal, bc_goal])).chunk(2)
         policy_actions = q_mean + cfg.policy_std * batch["actor_noise"]
         # detach_params: the Q term trains the policy through its action, never the critic.
-        q_values = paired_logits(self.critic.sa_repr(obs_embedding, policy_actions, detach_params=True),
+        q_values = paired_logits(self.critic.sa_repr(obs_features, policy_actions, detach_params=True),
                                  goal_repr).min(0).values.float()
         log_prob = gaussian_log_prob(bc_mean.float(), cfg.policy_std, actions)
         loss = (1 - cfg.bc_coef) * -q_values.mean() + cfg.bc_coef * -log_prob.mean()
@@ -200,5 +209,5 @@ class StableCRLAgent(OfflineAgent):
         """Min-twin critic logit at (s, mean pi(s, g), g)."""
         obs_f, goal_f = images_to_float(obs), images_to_float(goal)
         obs_embedding, goal_embedding = self.critic.encode(torch.cat([obs_f, goal_f])).chunk(2)
-        sa_repr = self.critic.sa_repr(obs_embedding, self.policy(obs_f, goal_f))
+        sa_repr = self.critic.sa_repr(self.critic.obs_features(obs_embedding), self.policy(obs_f, goal_f))
         return paired_logits(sa_repr, self.critic.goal_repr(goal_embedding)).min(0).values
