@@ -1,7 +1,8 @@
 """Simulated WidowX speed: env steps/s with rendering (48x48 and 128x128, one process), and
 play-data generation rate (episodes/hour, transitions/s, minutes for 100k transitions).
 
-Steps use random actions in the play scene, resets included; play data runs the scripted
+Steps use random actions in the play scene, resets included; the rate is given per wall-clock
+second and per CPU-second of the process (the per-core rate, less sensitive to other load); play data runs the scripted
 play policy through crl_ros.sim.rollout.collect_demos, as `crl demos --play` does.
 Writes bench/results/sim_speed.json with the machine noted.
 
@@ -33,12 +34,12 @@ def env_steps_per_second(image_size: int, steps: int, seed: int = 0) -> dict[str
     action_list = rng.uniform(low, high, size=(steps, len(low))).astype(np.float32)
     obs, _ = env.reset(seed=seed)
     env.step(action_list[0])  # first render creates the GL context: not part of the rate
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for action in action_list:
         obs, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             env.reset()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     # where the time goes: physics alone, rendering alone
     sim = env.sim
     start = time.perf_counter()
@@ -50,7 +51,7 @@ def env_steps_per_second(image_size: int, steps: int, seed: int = 0) -> dict[str
         sim.render(image_size, image_size)
     render = (time.perf_counter() - start) / 200
     env.close()
-    return {"steps_per_s": steps / elapsed, "physics_ms_per_step": 1e3 * physics,
+    return {"steps_per_s": steps / elapsed, "steps_per_cpu_s": steps / cpu, "physics_ms_per_step": 1e3 * physics,
             "render_ms_per_frame": 1e3 * render}
 
 
@@ -84,7 +85,8 @@ def main() -> None:
     results = {"machine": machine(), "env_steps": {}}
     for size in (48, 128):
         results["env_steps"][f"{size}x{size}"] = rate = env_steps_per_second(size, args.steps)
-        print(f"{size}x{size}: {rate['steps_per_s']:.0f} env steps/s (physics {rate['physics_ms_per_step']:.2f} ms, "
+        print(f"{size}x{size}: {rate['steps_per_s']:.0f} env steps/s wall-clock, {rate['steps_per_cpu_s']:.0f} per "
+              f"CPU-second of one core (physics {rate['physics_ms_per_step']:.2f} ms, "
               f"render {rate['render_ms_per_frame']:.2f} ms)", flush=True)
     results["play_data"] = play = play_data_rate(args.play_episodes, args.workers)
     print(f"play data, {play['workers']} workers: {play['transitions_per_s']:.0f} transitions/s, "
