@@ -93,7 +93,7 @@ def _record_sim(args) -> int:
         def tick(self) -> None:
             if self.phase == "reset":
                 sim.on_reset(Trigger.Request(), Trigger.Response())
-                self.expert = scripted.make_policy(sim.sim, self.rng, args.noise)
+                self.expert = sim.call(lambda: scripted.make_policy(sim.sim, self.rng, args.noise))
                 # let arm_node's watchdog settle and the new scene reach every topic
                 self.phase, self.wait = "settle", 3
             elif self.phase == "settle":
@@ -102,7 +102,8 @@ def _record_sim(args) -> int:
                     recorder.start_episode()
                     self.phase, self.step_index = "run", 0
             elif self.phase == "run":
-                self.pub.publish(common.action_msg(self.expert.act()))
+                # the expert reads the simulator's state: on the simulator's thread
+                self.pub.publish(common.action_msg(sim.call(self.expert.act)))
                 self.step_index += 1
                 if self.step_index >= args.steps:
                     self.phase = "end"
@@ -110,7 +111,7 @@ def _record_sim(args) -> int:
                 path, count = recorder.end_episode()
                 self.saved.append(path)
                 print(f"episode {self.episode + 1}/{args.episodes}: {path} ({count} messages, "
-                      f"success={sim.sim.success()})", flush=True)
+                      f"success={sim.success()})", flush=True)
                 self.episode += 1
                 self.phase = "done" if self.episode >= args.episodes else "reset"
 

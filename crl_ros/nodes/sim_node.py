@@ -8,10 +8,15 @@ Out: ``joint_states`` (sensor_msgs/JointState, the driver's 9 names), camera
 (std_msgs/Bool). Services: ``reset`` (std_srvs/Trigger: next seed of the task).
 
 Physics follows wall-clock time: every joint-state tick advances the simulation by the
-real time elapsed (at most 50 ms, so a stalled process does not jump).
+real time elapsed (at most 50 ms, so a stalled process does not jump). The simulator
+lives on ONE thread of its own (physics, rendering, publishing): an OpenGL context
+belongs to the thread that uses it, and executors (MultiThreadedExecutor in
+`crl reach-goal`) run callbacks on any thread; callbacks hand work to it with `call`.
 """
 from __future__ import annotations
 
+import queue
+import threading
 import time
 
 import numpy as np
@@ -41,19 +46,19 @@ class SimNode(Node):
     def __init__(self, name: str = "sim_node", **kwargs):
         super().__init__(name, **kwargs)
         p = common.declare_parameters(self, PARAMETERS, "sim_node")
-        from crl_ros.sim.widowx import TASKS, WidowXSim
+        from crl_ros.sim.widowx import TASKS
 
         if p["task"] not in TASKS and p["task"] != "play":
             raise ValueError(f"sim_node: unknown task {p['task']!r}; choose one of {TASKS}")
+        self.task_name = p["task"]
         self.width, self.height = int(p["image_width"]), int(p["image_height"])
         self.camera = p["camera"]
         self.frame_id = p["frame_id"]
         self.seed = int(p["seed"])
+        self.joint_period = 1.0 / float(p["joint_state_rate_hz"])
+        self.camera_period = 1.0 / float(p["camera_rate_hz"])
         self.episode = 0
-        self.sim = WidowXSim(p["task"], max_render_size=max(512, self.width, self.height))
-        self.sim.reset(seed=self.seed)
-        self._targets = (self.sim.arm_joints(), self.sim.gripper_opening())
-        self._last_step = time.monotonic()
+        self.sim = None
         self.joint_pub = self.create_publisher(JointState, "joint_states", common.sensor_qos(depth=5))
         self.image_pub = self.create_publisher(Image, "image_raw", common.sensor_qos())
         self.success_pub = self.create_publisher(Bool, "task_success", common.reliable_qos())
@@ -61,12 +66,99 @@ class SimNode(Node):
         self.create_subscription(JointTrajectory, "gripper_controller/joint_trajectory", self.on_gripper,
                                  common.reliable_qos())
         self.create_service(Trigger, "reset", self.on_reset)
-        self.create_timer(1.0 / float(p["joint_state_rate_hz"]), self.on_physics)
-        self.create_timer(1.0 / float(p["camera_rate_hz"]), self.on_camera)
-        self.create_timer(0.2, self.on_success)
-        self.get_logger().info(f"task={self.sim.task.name} camera {self.width}x{self.height}")
+        self._jobs: queue.Queue = queue.Queue()
+        self._running = True
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="sim_node", daemon=True)
+        self._thread.start()
+        self._started.wait(60)
+        if self._error is not None:
+            raise RuntimeError(f"sim_node: simulator failed to start: {self._error}") from self._error
+        self.get_logger().info(f"task={self.task_name} camera {self.width}x{self.height}")
 
-    # --- commands -------------------------------------------------------------------------
+    # --- the simulator thread ------------------------------------------------------------
+    def _loop(self) -> None:
+        from crl_ros.sim.widowx import WidowXSim
+        try:
+            self.sim = WidowXSim(self.task_name, max_render_size=max(512, self.width, self.height))
+            self.sim.reset(seed=self.seed)
+            self._targets = (self.sim.arm_joints(), self.sim.gripper_opening())
+        except BaseException as exc:  # reported by the constructor
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        last_step = next_joint = next_camera = next_success = time.monotonic()
+        while self._running:
+            now = time.monotonic()
+            timeout = max(0.0, min(next_joint, next_camera) - now)
+            try:
+                job = self._jobs.get(timeout=timeout)
+            except queue.Empty:
+                job = None
+            if job is not None:
+                fn, done = job
+                try:
+                    done.result = fn()
+                except BaseException as exc:  # handed back to the caller
+                    done.error = exc
+                done.set()
+                if fn is self._reset_episode:
+                    last_step = time.monotonic()
+                continue
+            now = time.monotonic()
+            if now >= next_joint:
+                self.sim.step(min(now - last_step, 0.05))
+                last_step = now
+                self._publish_joints()
+                next_joint += self.joint_period
+                next_joint = max(next_joint, now)  # never try to catch up a backlog
+            if now >= next_camera:
+                self._publish_image()
+                next_camera = max(next_camera + self.camera_period, now)
+            if now >= next_success:
+                self.success_pub.publish(Bool(data=bool(self.sim.success())))
+                next_success = now + 0.2
+        self.sim.close()
+
+    def call(self, fn, timeout: float = 30.0):
+        """Run ``fn()`` on the simulator thread and return its result."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        done = threading.Event()
+        done.result, done.error = None, None
+        self._jobs.put((fn, done))
+        if not done.wait(timeout):
+            raise TimeoutError("the simulator thread did not answer")
+        if done.error is not None:
+            raise done.error
+        return done.result
+
+    def _publish_joints(self) -> None:
+        names, positions = self.sim.joint_state()
+        msg = JointState(name=names, position=[float(v) for v in positions])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.joint_pub.publish(msg)
+
+    def _publish_image(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        image = self.sim.render(self.width, self.height, self.camera)
+        self.image_pub.publish(common.image_msg(image, stamp, self.frame_id))
+
+    def _set_targets(self, q=None, gripper=None) -> None:
+        q = self._targets[0] if q is None else q
+        gripper = self._targets[1] if gripper is None else gripper
+        self._targets = (q, gripper)
+        self.sim.set_joint_targets(q, gripper)
+
+    def _reset_episode(self) -> str:
+        self.episode += 1
+        self.sim.reset(seed=self.seed + self.episode)
+        self._targets = (self.sim.arm_joints(), self.sim.gripper_opening())
+        return f"episode {self.episode} of {self.sim.task.name} (seed {self.seed + self.episode})"
+
+    # --- ROS callbacks (any executor thread) ---------------------------------------------
     def on_arm(self, msg: JointTrajectory) -> None:
         if not msg.points:
             return
@@ -79,8 +171,7 @@ class SimNode(Node):
         if not np.isfinite(q).all():
             self.get_logger().error("arm trajectory with NaN/inf ignored")
             return
-        self._targets = (q, self._targets[1])
-        self.sim.set_joint_targets(*self._targets)
+        self.call(lambda: self._set_targets(q=q))
 
     def on_gripper(self, msg: JointTrajectory) -> None:
         if not msg.points or not msg.joint_names:
@@ -90,43 +181,23 @@ class SimNode(Node):
         value = float(msg.points[-1].positions[names.index(joint)])
         if not np.isfinite(value):
             return
-        self._targets = (self._targets[0], finger_to_gripper(value))
-        self.sim.set_joint_targets(*self._targets)
+        self.call(lambda: self._set_targets(gripper=finger_to_gripper(value)))
 
     def on_reset(self, request, response):
-        self.episode += 1
-        self.sim.reset(seed=self.seed + self.episode)
-        self._targets = (self.sim.arm_joints(), self.sim.gripper_opening())
-        self._last_step = time.monotonic()
-        response.success, response.message = True, f"episode {self.episode} of {self.sim.task.name} (seed {self.seed + self.episode})"
+        response.success, response.message = True, self.call(self._reset_episode)
         return response
-
-    # --- outputs --------------------------------------------------------------------------
-    def on_physics(self) -> None:
-        now = time.monotonic()
-        dt = min(now - self._last_step, 0.05)
-        self._last_step = now
-        if dt > 0:
-            self.sim.step(dt)
-        names, positions = self.sim.joint_state()
-        msg = JointState(name=names, position=[float(v) for v in positions])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.joint_pub.publish(msg)
-
-    def on_camera(self) -> None:
-        stamp = self.get_clock().now().to_msg()
-        image = self.sim.render(self.width, self.height, self.camera)
-        self.image_pub.publish(common.image_msg(image, stamp, self.frame_id))
-
-    def on_success(self) -> None:
-        self.success_pub.publish(Bool(data=bool(self.sim.success())))
 
     def goal_image(self) -> np.ndarray:
         """The current task's goal, rendered like image_raw (full camera frame)."""
-        return self.sim.goal_image(self.width, self.height, self.camera)
+        return self.call(lambda: self.sim.goal_image(self.width, self.height, self.camera))
+
+    def success(self) -> bool:
+        return bool(self.call(self.sim.success))
 
     def close(self) -> None:
-        self.sim.close()
+        if self._running:
+            self._running = False
+            self._thread.join(10)
 
 
 def main(args=None) -> int:
