@@ -137,6 +137,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is truncated or corrupt (its zip directory is missing; "
                               f"was the copy or the training run interrupted?)")
+    try:  # torch does not check the zip CRCs itself; flipped bits would load as silently wrong weights
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt: {_first_line(exc)}") from exc
+    if damaged is not None:
+        raise CheckpointError(f"{path} is corrupt: entry {damaged!r} fails its CRC check")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

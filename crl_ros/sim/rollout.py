@@ -222,3 +222,14 @@ def _progress(total: int, desc: str, enabled: bool):
         return None
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="ep")
+
+
+class PolicyActor:
+    """A trained `Policy` (anything with ``act(image, goal_image, sample=...)``) as an actor."""
+
+    def __init__(self, policy, sample: bool = False):
+        self.policy = policy
+        self.sample = sample
+
+    def __call__(self, obs: dict, goal_image: np.ndarray) -> np.ndarray:
+        return self.policy.act(obs["image"], goal_image, sample=self.sample)

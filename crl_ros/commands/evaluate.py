@@ -1,0 +1,81 @@
+"""`crl eval`: success rate of a trained model (or the scripted / random baseline) per task."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "evaluate a model (or the scripted/random policy) in simulation: success per task"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, help="env suite: pointmass or widowx")
+    parser.add_argument("--task", default=None, help="a task of the suite, or 'all' (default: all)")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--model", help="checkpoint file or run directory (model.pt)")
+    who.add_argument("--policy", choices=["scripted", "random"], help="a baseline instead of a model")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per task")
+    parser.add_argument("--seed", type=int, default=0, help="evaluation seed (fixes starts and goals)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--sample", action="store_true", help="sample actions instead of the policy mean")
+    parser.add_argument("--max-steps", type=int, default=None, help="episode length (suite default if unset)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="camera size (default: the model's image size, else 48)")
+    parser.add_argument("--video", help="save the first episode of each task as a GIF (camera | goal)")
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+
+
+def format_table(results: dict, title: str) -> str:
+    rows = [(task, r["successes"], r["episodes"], r["success_rate"], r["mean_steps"]) for task, r in results.items()]
+    total_s = sum(r[1] for r in rows)
+    total_n = sum(r[2] for r in rows)
+    width = max([len("task"), len("mean")] + [len(r[0]) for r in rows])
+    lines = [title, f"{'task':<{width}}  success  count    steps"]
+    for task, s, n, rate, steps in rows:
+        lines.append(f"{task:<{width}}  {100 * rate:6.1f}%  {s:>2}/{n:<3}  {steps:6.1f}")
+    lines.append(f"{'mean':<{width}}  {100 * total_s / max(total_n, 1):6.1f}%  {total_s:>2}/{total_n:<3}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crl_ros.sim.rollout import PolicyActor, RandomActor, ScriptedActor, evaluate, mean_success
+
+    image_size = args.image_size
+    if args.model:
+        from crl_ros.learning.checkpoint import CheckpointError
+        from crl_ros.learning.policy import Policy
+        try:
+            policy = Policy.load(args.model, device=args.device)
+        except CheckpointError as exc:
+            print(f"crl eval: {exc}", file=sys.stderr)
+            return 1
+        h, w, c = policy.image_shape
+        if h != w or c != 3:
+            print(f"crl eval: the model takes {policy.image_shape} images; a sim camera gives square RGB", file=sys.stderr)
+            return 1
+        if image_size not in (None, h):
+            print(f"crl eval: --image-size {image_size} but the model was trained on {h}x{w}", file=sys.stderr)
+            return 1
+        image_size = h
+        actor = PolicyActor(policy, sample=args.sample)
+        who = f"{policy.algorithm} model {args.model} (step {policy.meta.step})"
+    elif args.policy == "scripted":
+        actor, who = ScriptedActor(args.env, seed=args.seed), "scripted policy"
+    else:
+        actor, who = RandomActor(seed=args.seed), "random policy"
+    task = args.task or "all"
+    try:
+        results = evaluate(args.env, task, actor, episodes=args.episodes, seed=args.seed,
+                           image_size=image_size or 48, video_path=args.video, max_steps=args.max_steps,
+                           progress=True)
+    except ValueError as exc:
+        print(f"crl eval: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(results, f"{args.env}: {who}, {args.episodes} episodes per task, seed {args.seed}"))
+    if args.video:
+        print(f"video: {args.video}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"env": args.env, "who": who, "seed": args.seed, "tasks": results,
+                       "success_rate": mean_success(results)}, f, indent=2)
+    return 0

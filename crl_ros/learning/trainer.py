@@ -1,0 +1,272 @@
+"""The offline training loop: plain and visible, CleanRL style.
+
+    result = train(["demos.h5"], "stable_crl", agent_config, TrainConfig(steps=50_000), "runs/pm")
+
+A run directory holds::
+
+    run.json                  what was trained on what (algorithm, configs, data)
+    metrics.jsonl             one JSON line per log step / evaluation
+    tensorboard/              TensorBoard scalars: train/*, perf/*, eval/*
+    checkpoints/step_XXXXXXX.pt   full training state (weights, optimiser, RNG), for --resume
+    model.pt                  latest weights + metadata, what `Policy.load` reads
+
+Exactness: every random draw of a training step comes from the sampler's generator or
+torch's global RNG, and both (plus numpy's and Python's) are saved in each step
+checkpoint, so resuming after N steps and training M more gives bit-for-bit the weights
+of an uninterrupted N + M run on CPU. Evaluation runs under a forked RNG so attaching an
+evaluator does not change training either.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from crl_ros.learning.checkpoint import (CheckpointError, CheckpointMeta, MODEL_FILENAME, capture_rng_state,
+                                         list_step_checkpoints, load_checkpoint, restore_rng_state,
+                                         save_checkpoint, step_checkpoint_path)
+from crl_ros.learning.dataset import Dataset, load_many
+from crl_ros.learning.policy import Policy, resolve_device
+
+#: evaluate(policy) -> {name: scalar}; e.g. {"success": 0.9, "reach_top_left/success": 1.0}
+Evaluator = Callable[[Policy], dict[str, float]]
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or continue (existing run, nothing to resume, divergence)."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100_000  # total gradient steps of the run (a resumed run continues up to it)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 100
+    checkpoint_every: int = 5_000
+    eval_every: int = 0  # 0: evaluate once at the end (when an evaluator is attached)
+    keep_checkpoints: int = 3  # step checkpoints kept (oldest deleted first); 0 keeps all
+    amp_bf16: bool = False  # bf16 autocast of the forward passes on CUDA
+    compile: bool = False  # torch.compile the agent's update (CUDA; the first steps are slow)
+    progress: bool = True  # tqdm bar
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0 or self.keep_checkpoints < 0:
+            raise ValueError("eval_every and keep_checkpoints must be >= 0")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model_path: Path
+    step: int
+    steps_per_second: float
+    eval: dict[str, float]
+
+
+def prepare_out_dir(out_dir: Path, resume: bool, force: bool) -> None:
+    """Never lose a run: a non-empty directory needs --resume (continue) or --force (moved aside)."""
+    exists = out_dir.exists() and any(out_dir.iterdir())
+    if resume:
+        if not exists:
+            raise TrainError(f"--resume: {out_dir} holds no run to resume")
+        return
+    if exists:
+        if not force:
+            raise TrainError(f"{out_dir} already holds a run; pass --resume to continue it, or --force to start "
+                             f"over (the old run is kept, renamed to {out_dir.name}.old-<time>)")
+        backup = out_dir.with_name(f"{out_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        out_dir.rename(backup)
+        print(f"moved the existing run {out_dir} to {backup}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def dataset_provenance(data: Dataset, paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    return {"paths": [str(Path(p).resolve()) for p in paths], "num_frames": int(data.num_frames),
+            "num_episodes": int(data.num_episodes), "provenance": data.metadata.provenance}
+
+
+def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_config: Any, config: TrainConfig,
+          out_dir: str | os.PathLike, resume: bool = False, force: bool = False,
+          evaluator: Evaluator | None = None) -> TrainResult:
+    """Train `algorithm` offline on `data` (dataset paths or a loaded Dataset) into `out_dir`.
+
+    With ``resume`` the algorithm, agent config and action statistics come from the latest
+    step checkpoint in `out_dir`; `agent_config` may then be None.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    from crl_ros.learning.agents import config_class, make_agent
+    from crl_ros.learning.config import config_from_dict, config_to_dict
+    from crl_ros.learning.sampler import Sampler
+
+    out = Path(out_dir)
+    device = resolve_device(config.device)
+    prepare_out_dir(out, resume, force)
+
+    checkpoint = None
+    if resume:
+        found = list_step_checkpoints(out)
+        if not found:
+            raise TrainError(f"--resume: {out} has no checkpoints/step_*.pt to resume from")
+        checkpoint = load_checkpoint(found[-1][1])
+        if checkpoint.training is None:
+            raise CheckpointError(f"{checkpoint.path} holds no training state; cannot resume from it")
+        if algorithm and algorithm != checkpoint.meta.algorithm:
+            raise TrainError(f"--resume: {out} trains {checkpoint.meta.algorithm}, not {algorithm}")
+        algorithm = checkpoint.meta.algorithm
+        agent_config = config_from_dict(config_class(algorithm), checkpoint.meta.config)
+    if config.amp_bf16 and hasattr(agent_config, "bf16"):
+        agent_config = dataclasses.replace(agent_config, bf16=True)
+
+    if isinstance(data, Dataset):
+        dataset, paths = data, [data.path] if data.path else []
+    else:
+        paths = [Path(p) for p in data]
+        dataset = load_many(paths)
+    meta_ds = dataset.metadata
+    seed_everything(config.seed)
+    sampler = Sampler(dataset, device, seed=config.seed,
+                      action_mean=None if checkpoint is None else np.asarray(checkpoint.meta.action_mean),
+                      action_std=None if checkpoint is None else np.asarray(checkpoint.meta.action_std))
+    agent = make_agent(algorithm, agent_config, image_shape=meta_ds.image_shape, action_dim=meta_ds.action_dim,
+                       device=device)
+    agent.to(device)
+    meta = CheckpointMeta(
+        algorithm=algorithm, config=config_to_dict(agent_config), image_shape=meta_ds.image_shape,
+        action_dim=meta_ds.action_dim, action_names=list(meta_ds.action_names),
+        action_mean=sampler.action_mean.tolist(), action_std=sampler.action_std.tolist(),
+        action_low=meta_ds.action_low, action_high=meta_ds.action_high,
+        dataset=dataset_provenance(dataset, paths))
+
+    start_step = 0
+    if checkpoint is not None:
+        if tuple(checkpoint.meta.image_shape) != tuple(meta_ds.image_shape) or \
+                checkpoint.meta.action_dim != meta_ds.action_dim:
+            raise TrainError(f"--resume: the data ({meta_ds.image_shape}, {meta_ds.action_dim} actions) does not "
+                             f"match the run ({checkpoint.meta.image_shape}, {checkpoint.meta.action_dim} actions)")
+        agent.load_state_dict(checkpoint.model)
+        agent.load_optimizer_state(checkpoint.training["optimizer"])
+        sampler.load_state_dict(checkpoint.training["sampler"])
+        restore_rng_state(checkpoint.training["rng"])
+        start_step = int(checkpoint.training["step"])
+        print(f"resuming {algorithm} from {checkpoint.path} at step {start_step}")
+    else:
+        (out / "run.json").write_text(json.dumps({
+            "algorithm": algorithm, "agent_config": config_to_dict(agent_config),
+            "train_config": dataclasses.asdict(config), "device": str(device), "dataset": meta.dataset,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
+
+    update = torch.compile(agent.update) if config.compile else agent.update
+    policy = Policy(agent, meta, device)
+    writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step if resume else None)
+    metrics_file = open(out / "metrics.jsonl", "a")
+    batch_size = agent_config.batch_size
+
+    def log(step: int, kind: str, scalars: dict[str, float]) -> None:
+        for key, value in scalars.items():
+            writer.add_scalar(f"{kind}/{key}", value, step)
+        metrics_file.write(json.dumps({"step": step, "kind": kind, **scalars}) + "\n")
+        metrics_file.flush()
+
+    def save(step: int) -> Path:
+        step_meta = dataclasses.replace(meta, step=step)
+        training = {"step": step, "optimizer": agent.optimizer_state(), "sampler": sampler.state_dict(),
+                    "rng": capture_rng_state(), "train_config": dataclasses.asdict(config)}
+        path = save_checkpoint(step_checkpoint_path(out, step), step_meta, agent.state_dict(), training)
+        save_checkpoint(out / MODEL_FILENAME, step_meta, agent.state_dict())
+        if config.keep_checkpoints:
+            for _, old in list_step_checkpoints(out)[:-config.keep_checkpoints]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def run_evaluation(step: int) -> dict[str, float]:
+        # Forked RNG and eval mode: evaluating must not change the training that follows.
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            agent.eval()
+            try:
+                scalars = {k: float(v) for k, v in evaluator(policy).items()}
+            finally:
+                agent.train()
+        log(step, "eval", scalars)
+        return scalars
+
+    agent.train()
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    last_eval: dict[str, float] = {}
+    last_saved = start_step if resume else -1
+    last_evaluated = -1
+    t_log, step_log = time.perf_counter(), start_step
+    t_start = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start_step, desc=f"train {algorithm}", unit="step",
+               disable=not config.progress, dynamic_ncols=True)
+    step = start_step
+    try:
+        while step < config.steps:
+            batch = agent.make_batch(sampler, batch_size)
+            info = update(batch, step)
+            step += 1
+            for key, value in info.items():  # on-device running sums: no host sync per step
+                value = value.detach().float()
+                sums[key] = sums[key] + value if key in sums else value
+            count += 1
+            bar.update(1)
+
+            if step % config.log_every == 0 or step == config.steps:
+                keys = list(sums)
+                values = torch.stack([sums[k] for k in keys]).div_(count).tolist() if keys else []
+                scalars = dict(zip(keys, values))
+                bad = [k for k, v in scalars.items() if not math.isfinite(v)]
+                if bad:
+                    saved = list_step_checkpoints(out)
+                    raise TrainError(f"training diverged at step {step}: {', '.join(bad)} not finite; last good "
+                                     f"checkpoint: {saved[-1][1] if saved else 'none'}")
+                now = time.perf_counter()
+                rate = (step - step_log) / max(now - t_log, 1e-9)
+                t_log, step_log = now, step
+                log(step, "train", scalars)
+                log(step, "perf", {"steps_per_s": rate, "samples_per_s": rate * batch_size})
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(scalars.items())[:3]}, refresh=False)
+                sums, count = {}, 0
+
+            t_pause = time.perf_counter()
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                save(step)
+                last_saved = step
+            if evaluator is not None and ((config.eval_every and step % config.eval_every == 0)
+                                          or step == config.steps):
+                last_eval = run_evaluation(step)
+                last_evaluated = step
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in last_eval.items()))
+            t_log += time.perf_counter() - t_pause  # steps/s counts training only
+        if last_saved != step:
+            save(step)
+        if evaluator is not None and last_evaluated != step:
+            last_eval = run_evaluation(step)
+    finally:
+        bar.close()
+        writer.close()
+        metrics_file.close()
+    elapsed = time.perf_counter() - t_start
+    return TrainResult(out_dir=out, model_path=out / MODEL_FILENAME, step=step,
+                       steps_per_second=(step - start_step) / max(elapsed, 1e-9), eval=last_eval)

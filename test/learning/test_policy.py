@@ -1,0 +1,147 @@
+"""Policy API: checkpoint round trip, un-normalisation, batching, input errors, NaN guard."""
+import numpy as np
+import pytest
+import torch
+
+from crl_ros.learning.agents import default_config, make_agent
+from crl_ros.learning.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
+from crl_ros.learning.config import apply_overrides, config_to_dict
+from crl_ros.learning.policy import Policy, PolicyInputError, resolve_device
+
+SHAPE = (32, 32, 3)
+TINY = ["hidden_width=32", "hidden_depth=2", "encoder_channels=[8,8,8]", "batch_size=16"]
+MEAN, STD = [0.5, -1.0], [2.0, 0.25]
+
+
+def _policy(algo, low=(-2.0, -2.0), high=(2.0, 2.0)):
+    torch.manual_seed(0)
+    cfg = apply_overrides(default_config(algo), TINY)
+    agent = make_agent(algo, cfg, SHAPE, 2, "cpu")
+    with torch.no_grad():  # move off the (cold) init so outputs are not all ~0
+        for p in agent.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    agent.eval()
+    meta = CheckpointMeta(algorithm=algo, config=config_to_dict(cfg), image_shape=SHAPE, action_dim=2,
+                          action_names=["vx", "vy"], action_mean=MEAN, action_std=STD,
+                          action_low=list(low) if low else None, action_high=list(high) if high else None, step=5)
+    return Policy(agent, meta, "cpu")
+
+
+def _images(n=None, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, SHAPE if n is None else (n, *SHAPE), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("algo", ["stable_crl", "gcbc", "gciql"])
+def test_checkpoint_round_trip(tmp_path, algo):
+    policy = _policy(algo)
+    path = save_checkpoint(tmp_path / "model.pt", policy.meta, policy.agent.state_dict())
+    loaded = Policy.load(path, device="cpu")
+    obs, goal = _images(4, 1), _images(4, 2)
+    assert np.array_equal(loaded.act(obs, goal), policy.act(obs, goal))
+    assert loaded.algorithm == algo and loaded.image_shape == SHAPE and loaded.action_dim == 2
+    assert loaded.action_names == ["vx", "vy"] and loaded.metadata["step"] == 5
+    assert loaded.device == torch.device("cpu") and not loaded.agent.training
+    if algo == "gcbc":
+        assert loaded.score(obs, goal) is None
+    else:
+        np.testing.assert_array_equal(loaded.score(obs, goal), policy.score(obs, goal))
+    assert Policy.load(tmp_path, device="auto").algorithm == algo  # a run directory works too
+
+
+def test_actions_are_unnormalised_and_clipped():
+    policy = _policy("gcbc", low=None, high=None)
+    obs, goal = _images(3, 1), _images(3, 2)
+    with torch.no_grad():
+        normalised = policy.agent.act(torch.from_numpy(obs), torch.from_numpy(goal)).numpy()
+    np.testing.assert_allclose(policy.act(obs, goal), normalised * STD + MEAN, rtol=1e-6)
+    assert np.ptp(normalised) > 1e-3  # the check above is not trivially about constants
+    bounded = _policy("gcbc", low=(0.4, -1.01), high=(0.6, -0.99))
+    actions = bounded.act(obs, goal)
+    assert (actions >= [0.4, -1.01]).all() and (actions <= [0.6, -0.99]).all()
+    assert not np.array_equal(bounded.act(obs, goal, clip=False), actions)
+
+
+def test_single_and_batched_inputs():
+    policy = _policy("stable_crl")
+    obs, goal = _images(5, 1), _images(5, 2)
+    batch = policy.act(obs, goal)
+    assert batch.shape == (5, 2) and batch.dtype == np.float32
+    single = policy.act(obs[2], goal[2])
+    assert single.shape == (2,)
+    np.testing.assert_allclose(single, batch[2], rtol=1e-5, atol=1e-6)
+    one_goal = policy.act(obs, goal[0])  # one goal for a batch of observations
+    np.testing.assert_allclose(one_goal[3], policy.act(obs[3], goal[0]), rtol=1e-5, atol=1e-6)
+    score = policy.score(obs[0], goal[0])
+    assert isinstance(score, float) and np.isfinite(score)
+    assert policy.score(obs, goal).shape == (5,)
+
+
+def test_sampling_differs_from_the_mean():
+    policy = _policy("gcbc", low=None, high=None)
+    obs, goal = _images(64, 1), _images(64, 2)
+    mean = policy.act(obs, goal)
+    sampled = policy.act(obs, goal, sample=True)
+    spread = (sampled - mean) / np.asarray(STD)
+    assert 0.05 < spread.std() < 0.5  # fixed policy std 0.15 in normalised units
+
+
+@pytest.mark.parametrize("obs, message", [
+    (np.zeros(SHAPE, np.float32), "must be uint8 .* got dtype float32"),
+    (np.zeros((48, 48, 3), np.uint8), r"shape \(32, 32, 3\) .* got \(48, 48, 3\)"),
+    (np.zeros((32, 32), np.uint8), r"got \(32, 32\)"),
+    (np.zeros((2, 1, 32, 32, 3), np.uint8), r"got \(2, 1, 32, 32, 3\)"),
+    ([[0]], "numpy uint8 array, got list"),
+])
+def test_bad_inputs_say_what_was_expected(obs, message):
+    policy = _policy("gcbc")
+    with pytest.raises(PolicyInputError, match=message):
+        policy.act(obs, _images())
+
+
+def test_batch_mismatch():
+    policy = _policy("stable_crl")
+    with pytest.raises(PolicyInputError, match="obs batch 3 and goal batch 2 differ"):
+        policy.act(_images(3), _images(2))
+    with pytest.raises(PolicyInputError, match="single obs image"):
+        policy.score(_images(), _images(2))
+
+
+def test_nan_outputs_raise():
+    policy = _policy("stable_crl")
+    with torch.no_grad():
+        for p in policy.agent.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite actions"):
+        policy.act(_images(), _images())
+    with pytest.raises(FloatingPointError, match="non-finite scores"):
+        policy.score(_images(), _images())
+
+
+def test_bad_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Policy.load(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00junk" * 100)
+    with pytest.raises(CheckpointError, match="not a crl_ros checkpoint"):
+        Policy.load(tmp_path / "junk.pt")
+    policy = _policy("gcbc")
+    weights = policy.agent.state_dict()
+    save_checkpoint(tmp_path / "unknown.pt", CheckpointMeta(**{**policy.meta.to_dict(), "algorithm": "dqn"}), weights)
+    with pytest.raises(CheckpointError, match="algorithm 'dqn' is unknown"):
+        Policy.load(tmp_path / "unknown.pt")
+    wider = {**policy.meta.to_dict(), "config": {**policy.meta.config, "hidden_width": 64}}
+    save_checkpoint(tmp_path / "mismatch.pt", CheckpointMeta(**wider), weights)
+    with pytest.raises(CheckpointError, match="weights do not match"):
+        Policy.load(tmp_path / "mismatch.pt")
+    broken = {**policy.meta.to_dict(), "config": {**policy.meta.config, "no_such_field": 1}}
+    save_checkpoint(tmp_path / "badcfg.pt", CheckpointMeta(**broken), weights)
+    with pytest.raises(CheckpointError, match="config does not fit gcbc"):
+        Policy.load(tmp_path / "badcfg.pt")
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
