@@ -1,0 +1,110 @@
+"""camera_node and sim_node as processes.
+
+camera_node: a driver's image_raw (bgr8, mono8, compressed JPEG) comes out as the
+observation produced by THE preprocessing function, stamp kept; a bad encoding is
+dropped with an error naming it. sim_node: joint trajectories move the simulated arm
+(joint_states follow), camera images come at the configured size, reset works."""
+import numpy as np
+import pytest
+
+from crl_ros.nodes import common
+from crl_ros.robot import camera, kinematics
+
+
+@pytest.fixture
+def observations(ros):
+    from sensor_msgs.msg import Image
+    received = []
+    sub = ros.node.create_subscription(Image, "observation", received.append, common.sensor_qos())
+    yield received
+    ros.node.destroy_subscription(sub)
+
+
+def _frame():
+    rng = np.random.default_rng(5)
+    return rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "mono8", "rgba8"])
+def test_camera_node_ingests_raw_images(procs, observations, encoding):
+    from sensor_msgs.msg import Image
+    ros = procs
+    ros.start("camera_node", crop=[20, 0, 140, 120], size=[48, 48])
+    pub = ros.node.create_publisher(Image, "image_raw", common.sensor_qos())
+    frame = _frame()
+    if encoding == "mono8":
+        frame[:, :, 1] = frame[:, :, 2] = frame[:, :, 0]
+    channels = {"bgr8": frame[:, :, ::-1], "mono8": frame[:, :, :1],
+                "rgba8": np.concatenate([frame, np.zeros((120, 160, 1), np.uint8)], 2)}[encoding]
+    data = np.ascontiguousarray(channels)
+    msg = Image(height=120, width=160, encoding=encoding, step=160 * data.shape[2])
+    msg.data = data.tobytes()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1234, 5678
+    ros.wait_for(lambda: pub.get_subscription_count() > 0, 20, "camera_node subscribed")
+    for _ in range(100):
+        pub.publish(msg)
+        ros.spin_for(0.05)
+        if observations:
+            break
+    assert observations, ros.processes[-1].log()
+    obs = observations[-1]
+    assert (obs.header.stamp.sec, obs.header.stamp.nanosec) == (1234, 5678)
+    np.testing.assert_array_equal(common.image_from_msg(obs), camera.preprocess_image(frame, (20, 0, 140, 120), (48, 48)))
+    ros.node.destroy_publisher(pub)
+
+
+def test_camera_node_compressed_input_and_bad_encoding(procs, observations):
+    from sensor_msgs.msg import CompressedImage, Image
+    ros = procs
+    proc = ros.start("camera_node", input_transport="compressed", crop=[0, 0, 0, 0], size=[30, 40])
+    pub = ros.node.create_publisher(CompressedImage, "image_raw/compressed", common.sensor_qos())
+    frame = _frame()
+    msg = CompressedImage(format="jpeg")
+    msg.data = camera.encode_compressed(frame, "jpeg", quality=95)
+    ros.wait_for(lambda: pub.get_subscription_count() > 0, 20, "camera_node subscribed")
+    for _ in range(100):
+        pub.publish(msg)
+        ros.spin_for(0.05)
+        if observations:
+            break
+    assert observations, proc.log()
+    obs = common.image_from_msg(observations[-1])
+    expected = camera.preprocess_image(camera.decode_compressed(bytes(msg.data)), None, (30, 40))
+    np.testing.assert_array_equal(obs, expected)
+    # raw transport with an unsupported encoding: dropped, and the log names it
+    proc2 = ros.start("camera_node", name="camera_yuv")
+    raw_pub = ros.node.create_publisher(Image, "image_raw", common.sensor_qos())
+    ros.wait_for(lambda: raw_pub.get_subscription_count() > 0, 20, "second camera_node subscribed")
+    bad = Image(height=2, width=2, encoding="yuv422", step=4)
+    bad.data = bytes(8)
+    ros.wait_for(lambda: (raw_pub.publish(bad), "yuv422" in proc2.log())[1], 10, "error naming yuv422", procs=[proc2])
+    ros.node.destroy_publisher(pub)
+    ros.node.destroy_publisher(raw_pub)
+
+
+def test_sim_node_follows_joint_trajectories(procs):
+    from sensor_msgs.msg import Image, JointState
+    from std_srvs.srv import Trigger
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    ros = procs
+    proc = ros.start("sim_node", task="reach", image_width=160, image_height=120, camera_rate_hz=10.0)
+    states, images = [], []
+    ros.node.create_subscription(JointState, "joint_states", states.append, common.sensor_qos(depth=5))
+    ros.node.create_subscription(Image, "image_raw", images.append, common.sensor_qos())
+    arm_pub = ros.node.create_publisher(JointTrajectory, "arm_controller/joint_trajectory", common.reliable_qos())
+    ros.wait_for(lambda: states and images, 60, "joint_states and image_raw", procs=[proc])
+    assert list(states[-1].name) == kinematics.JOINT_STATE_NAMES
+    assert (images[-1].width, images[-1].height, images[-1].encoding) == (160, 120, "rgb8")
+    q0 = np.array(states[-1].position[:6])
+    target = q0 + np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.0])
+    ros.wait_for(lambda: arm_pub.get_subscription_count() > 0, 10, "sim_node subscribed")
+    arm_pub.publish(JointTrajectory(joint_names=kinematics.JOINT_NAMES,
+                                    points=[JointTrajectoryPoint(positions=list(target))]))
+    ros.wait_for(lambda: abs(states[-1].position[0] - target[0]) < 0.02, 10, "waist reaching the target")
+    before = common.image_from_msg(images[0])
+    ros.spin_for(0.3)
+    assert np.abs(common.image_from_msg(images[-1]).astype(int) - before).mean() > 0.5, "camera sees the arm move"
+    reply = ros.call(Trigger, "reset")
+    assert reply.success and "episode 1" in reply.message
+    ros.wait_for(lambda: np.linalg.norm(np.array(states[-1].position[:6]) - target) > 0.1, 10,
+                 "arm at the next episode's start pose after reset")
