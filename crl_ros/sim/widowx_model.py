@@ -84,53 +84,57 @@ def _box(name: str, center, half, rgba: str, extra: str = "") -> str:
             f'size="{half[0]:.5f} {half[1]:.5f} {half[2]:.5f}" rgba="{rgba}" {extra}/>')
 
 
-def _arm_xml() -> str:
-    lim = kinematics.JOINT_LIMITS
-    rng = {name: f'{lim[i, 0]:.6f} {lim[i, 1]:.6f}' for i, name in enumerate(kinematics.JOINT_NAMES)}
+# One body per arm joint, base to tip: (body, position in its parent, centre of mass, mass,
+# link geometry). Each body's joint turns about that joint's screw axis (kinematics.SCREW_AXES),
+# and the positions put every axis where the screw axes say.
+ARM_LINKS = [
+    ("shoulder_link", (0, 0, 0), (0, 0, 0.07), 0.5, 'type="cylinder" size="0.045 0.035" pos="0 0 0.075"'),
+    ("upper_arm_link", (0, 0, SHOULDER_HEIGHT), (0.02, 0, 0.12), 0.4,
+     f'type="capsule" size="0.022" fromto="0 0 0 {ELBOW_OFFSET[0]} 0 {ELBOW_OFFSET[1]}"'),
+    ("upper_forearm_link", (ELBOW_OFFSET[0], 0, ELBOW_OFFSET[1]), (0.05, 0, 0), 0.3,
+     f'type="capsule" size="0.02" fromto="0 0 0 {FOREARM_ROLL_X - ELBOW_OFFSET[0]} 0 0"'),
+    ("lower_forearm_link", (FOREARM_ROLL_X - ELBOW_OFFSET[0], 0, 0), (0.07, 0, 0), 0.25,
+     f'type="capsule" size="0.018" fromto="0 0 0 {WRIST_ANGLE_X - FOREARM_ROLL_X} 0 0"'),
+    ("wrist_link", (WRIST_ANGLE_X - FOREARM_ROLL_X, 0, 0), (0.03, 0, 0), 0.1,
+     f'type="capsule" size="0.017" fromto="0 0 0 {WRIST_ROTATE_X - WRIST_ANGLE_X} 0 0"'),
+    ("gripper_link", (WRIST_ROTATE_X - WRIST_ANGLE_X, 0, 0), (0.03, 0, 0), 0.15,
+     'name="gripper_housing" type="box" pos="0.03 0 0" size="0.02 0.045 0.018"'),
+]
+LINK_RGBA = "0.15 0.15 0.17 1"
+LINK_RADIUS_OF_GYRATION = 0.05  # m: a rough, uniform inertia for the primitive links
+
+
+def _vec(values) -> str:
+    return " ".join(f"{v:.6g}" for v in values)
+
+
+def _gripper_contents_xml() -> str:
+    """The ee site and the two fingers, inside gripper_link."""
     fx, fy, fz = FINGER_HALF
-    link = 'rgba="0.15 0.15 0.17 1"'
+    fingers = "".join(f"""
+      <body name="{side}_finger_link" gravcomp="1">
+        <joint name="{side}_finger" type="slide" axis="0 {sign} 0" range="{FINGER_RANGE[0]} {FINGER_RANGE[1]}"/>
+        <geom name="{side}_finger" type="box" pos="{FINGER_CENTER_X} {sign * fy} 0" size="{fx} {fy} {fz}" mass="0.02"
+              rgba="0.85 0.85 0.85 1" friction="1.5 0.02 0.001"/>
+      </body>""" for side, sign in (("left", 1), ("right", -1)))
+    return f'<site name="ee_gripper_link" pos="{EE_X - WRIST_ROTATE_X} 0 0" size="0.005" rgba="1 0 0 0"/>{fingers}'
+
+
+def _arm_xml() -> str:
+    inner = _gripper_contents_xml()
+    for i in reversed(range(len(ARM_LINKS))):
+        body, pos, com, mass, geom = ARM_LINKS[i]
+        lo, hi = kinematics.JOINT_LIMITS[i]
+        inertia = _vec([mass * LINK_RADIUS_OF_GYRATION ** 2] * 3)
+        inner = f"""
+      <body name="{body}" pos="{_vec(pos)}" gravcomp="1">
+        <joint name="{kinematics.JOINT_NAMES[i]}" axis="{_vec(kinematics.SCREW_AXES[i, :3])}" range="{lo:.6f} {hi:.6f}"/>
+        <inertial pos="{_vec(com)}" mass="{mass}" diaginertia="{inertia}"/>
+        <geom {geom} rgba="{LINK_RGBA}"/>{inner}
+      </body>"""
     return f"""
-    <body name="base_link" pos="0 0 0">
-      <geom type="cylinder" size="0.06 0.02" pos="0 0 0.02" {link}/>
-      <body name="shoulder_link" gravcomp="1">
-        <joint name="waist" axis="0 0 1" range="{rng['waist']}"/>
-        <inertial pos="0 0 0.07" mass="0.5" diaginertia="0.001 0.001 0.001"/>
-        <geom type="cylinder" size="0.045 0.035" pos="0 0 0.075" {link}/>
-        <body name="upper_arm_link" pos="0 0 {SHOULDER_HEIGHT}" gravcomp="1">
-          <joint name="shoulder" axis="0 1 0" range="{rng['shoulder']}"/>
-          <inertial pos="0.02 0 0.12" mass="0.4" diaginertia="0.003 0.003 0.0005"/>
-          <geom type="capsule" size="0.022" fromto="0 0 0 {ELBOW_OFFSET[0]} 0 {ELBOW_OFFSET[1]}" rgba="0.2 0.2 0.22 1"/>
-          <body name="upper_forearm_link" pos="{ELBOW_OFFSET[0]} 0 {ELBOW_OFFSET[1]}" gravcomp="1">
-            <joint name="elbow" axis="0 1 0" range="{rng['elbow']}"/>
-            <inertial pos="0.05 0 0" mass="0.3" diaginertia="0.0003 0.001 0.001"/>
-            <geom type="capsule" size="0.02" fromto="0 0 0 {FOREARM_ROLL_X - ELBOW_OFFSET[0]} 0 0" {link}/>
-            <body name="lower_forearm_link" pos="{FOREARM_ROLL_X - ELBOW_OFFSET[0]} 0 0" gravcomp="1">
-              <joint name="forearm_roll" axis="1 0 0" range="{rng['forearm_roll']}"/>
-              <inertial pos="0.07 0 0" mass="0.25" diaginertia="0.0002 0.0008 0.0008"/>
-              <geom type="capsule" size="0.018" fromto="0 0 0 {WRIST_ANGLE_X - FOREARM_ROLL_X} 0 0" rgba="0.2 0.2 0.22 1"/>
-              <body name="wrist_link" pos="{WRIST_ANGLE_X - FOREARM_ROLL_X} 0 0" gravcomp="1">
-                <joint name="wrist_angle" axis="0 1 0" range="{rng['wrist_angle']}"/>
-                <inertial pos="0.03 0 0" mass="0.1" diaginertia="0.0001 0.0001 0.0001"/>
-                <geom type="capsule" size="0.017" fromto="0 0 0 {WRIST_ROTATE_X - WRIST_ANGLE_X} 0 0" {link}/>
-                <body name="gripper_link" pos="{WRIST_ROTATE_X - WRIST_ANGLE_X} 0 0" gravcomp="1">
-                  <joint name="wrist_rotate" axis="1 0 0" range="{rng['wrist_rotate']}"/>
-                  <inertial pos="0.03 0 0" mass="0.15" diaginertia="0.0002 0.0002 0.0002"/>
-                  <geom name="gripper_housing" type="box" pos="0.03 0 0" size="0.02 0.045 0.018" rgba="0.12 0.12 0.14 1"/>
-                  <site name="ee_gripper_link" pos="{EE_X - WRIST_ROTATE_X} 0 0" size="0.005" rgba="1 0 0 0"/>
-                  <body name="left_finger_link" gravcomp="1">
-                    <joint name="left_finger" type="slide" axis="0 1 0" range="{FINGER_RANGE[0]} {FINGER_RANGE[1]}"/>
-                    <geom name="left_finger" type="box" pos="{FINGER_CENTER_X} {fy} 0" size="{fx} {fy} {fz}" mass="0.02" rgba="0.85 0.85 0.85 1" friction="1.5 0.02 0.001"/>
-                  </body>
-                  <body name="right_finger_link" gravcomp="1">
-                    <joint name="right_finger" type="slide" axis="0 -1 0" range="{FINGER_RANGE[0]} {FINGER_RANGE[1]}"/>
-                    <geom name="right_finger" type="box" pos="{FINGER_CENTER_X} {-fy} 0" size="{fx} {fy} {fz}" mass="0.02" rgba="0.85 0.85 0.85 1" friction="1.5 0.02 0.001"/>
-                  </body>
-                </body>
-              </body>
-            </body>
-          </body>
-        </body>
-      </body>
+    <body name="base_link">
+      <geom type="cylinder" size="0.06 0.02" pos="0 0 0.02" rgba="{LINK_RGBA}"/>{inner}
     </body>"""
 
 
