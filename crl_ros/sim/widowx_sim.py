@@ -57,6 +57,7 @@ class WidowXSim:
         self._between_fingers = np.array([model.FINGER_CENTER_X, 0.0, 0.0])  # in the gripper_link frame
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._gripper_command = 1.0
+        self._unsimulated_seconds = 0.0
         self.task = task_defs.get_task(task)
         self.start_scene, self.goal_scene = task_defs.Scene(), task_defs.Scene()
         self._goal_images: dict[tuple[int, int, str], np.ndarray] = {}
@@ -77,6 +78,7 @@ class WidowXSim:
         """Place arm, gripper, block, object and drawer as ``scene`` says, at rest."""
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
+        self._unsimulated_seconds = 0.0
         q6 = self.solve_arm(scene.ee_xyz)
         d.qpos[self._arm_qpos] = q6
         d.qpos[self._finger_qpos] = _finger_position(scene.gripper)
@@ -110,15 +112,25 @@ class WidowXSim:
             self.data.eq_active[self._weld] = 0
 
     def step(self, dt: float) -> None:
-        """Advance the physics by ``dt`` seconds (rounded to whole timesteps)."""
-        steps_left = max(1, int(round(dt / self.model.opt.timestep)))
-        chunk = max(1, int(round(GRASP_CHECK_SECONDS / self.model.opt.timestep)))
+        """Advance the physics by ``dt`` seconds. Time is kept in whole physics timesteps
+        (model.opt.timestep); a remainder carries over to the next call, so callers at any
+        rate (a ROS timer) keep simulated time in step with theirs."""
+        timestep = self.model.opt.timestep
+        self._unsimulated_seconds += dt
+        steps_left = int(self._unsimulated_seconds / timestep + 1e-9)
+        self._unsimulated_seconds -= steps_left * timestep
+        chunk = max(1, int(round(GRASP_CHECK_SECONDS / timestep)))
         while steps_left > 0:
             n = min(chunk, steps_left)
             mujoco.mj_step(self.model, self.data, nstep=n)
             steps_left -= n
             if self._gripper_command < GRIPPER_CLOSED_BELOW and not self.data.eq_active[self._weld]:
                 self._try_grasp()
+
+    @property
+    def time(self) -> float:
+        """Simulated seconds since the last reset."""
+        return float(self.data.time)
 
     def joint_state(self) -> tuple[list[str], np.ndarray]:
         """(JOINT_STATE_NAMES, positions): six arm joints (rad), the gripper opening in [0, 1]

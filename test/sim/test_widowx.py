@@ -69,6 +69,16 @@ def test_joint_state_and_targets_beyond_the_limits_stay_within_them(sim):
     sim.reset(seed=0)
 
 
+def test_step_keeps_simulated_time_for_any_caller_rate(sim):
+    sim.reset(seed=0)
+    start = sim.time
+    for _ in range(40):
+        sim.step(0.004)  # shorter than a physics timestep
+    assert sim.time - start == pytest.approx(0.16, abs=sim.model.opt.timestep)
+    sim.step(0.2)
+    assert sim.time - start == pytest.approx(0.36, abs=sim.model.opt.timestep)
+
+
 def test_set_joint_targets_are_tracked(sim):
     sim.reset(seed=0)
     target = sim.arm_joints() + np.array([0.3, -0.2, 0.2, 0.1, 0.2, -0.3])
