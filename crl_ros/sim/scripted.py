@@ -159,57 +159,45 @@ def _block_in_front_of_drawer(sim) -> bool:
     return y > task_defs.BLOCK_CLEAR_OF_DRAWER_Y and x < model.DRAWER_FRONT_X
 
 
-def feasible_play_skills(sim, rng: np.random.Generator) -> list[Skill]:
-    """Skills that make sense from the current state (their preconditions hold)."""
-    skills: list[Skill] = [move_to(rng.uniform([0.15, -0.12, 0.06], [0.40, 0.20, 0.17]))]
+def feasible_play_plans(sim, rng: np.random.Generator) -> list[list[Skill]]:
+    """Skill sequences that make sense from the current state (their preconditions hold)."""
+    plans: list[list[Skill]] = [[move_to(rng.uniform([0.15, -0.12, 0.06], [0.40, 0.20, 0.17]))]]
     block = sim.block_xy()
     drawer = sim.drawer_opening()
     if _block_in_front_of_drawer(sim):
-        skills.append(push_block_to([block[0], task_defs.BLOCK_CLEAR_OF_DRAWER_Y - rng.uniform(0.01, 0.03)]))
+        plans.append([push_block_to([block[0], task_defs.BLOCK_CLEAR_OF_DRAWER_Y - rng.uniform(0.01, 0.03)])])
     else:
-        if 0.17 < block[0] < 0.31 and -0.04 < block[1] < 0.05:
-            skills.append(push_block_to([np.clip(block[0] + rng.choice([-1, 1]) * rng.uniform(0.05, 0.09), 0.16, 0.32),
-                                         block[1]]))
-        skills.append(move_drawer_to(0.0 if drawer > model.DRAWER_TRAVEL / 2 else model.DRAWER_TRAVEL))
+        if 0.17 < block[0] < 0.31 and -0.04 < block[1] < 0.05:  # in the open area in front of the robot
+            push_x = block[0] + rng.choice([-1.0, 1.0]) * rng.uniform(0.05, 0.09)
+            plans.append([push_block_to([np.clip(push_x, 0.16, 0.32), block[1]])])
+        plans.append([move_drawer_to(0.0 if drawer > model.DRAWER_TRAVEL / 2 else model.DRAWER_TRAVEL)])
     obj = sim.object_xyz()
     in_drawer = obj[0] > model.DRAWER_FRONT_X - drawer - 0.01 and abs(obj[1] - model.DRAWER_Y) < 0.06
-    if not in_drawer or drawer > model.DRAWER_TRAVEL - 0.02:
-        in_tray = abs(obj[0] - model.TRAY_CENTER[0]) < model.TRAY_HALF[0] and abs(obj[1] - model.TRAY_CENTER[1]) < model.TRAY_HALF[1]
-        if in_tray or rng.random() < 0.3:
+    if not in_drawer or drawer > model.DRAWER_TRAVEL - 0.02:  # reachable
+        if task_defs.object_in_tray(sim.reading()) or rng.random() < 0.3:
             place = np.array([*rng.uniform([0.15, -0.11], [0.20, -0.08]), model.OBJECT_HALF])
         else:
             place = task_defs.tray_drop_xyz(rng)
-        skills.append(_chain(pick_object, place_object_at(place)))
-    return skills
-
-
-def _chain(*skills: Skill) -> Skill:
-    def waypoints(ctx: SkillContext) -> list[Waypoint]:
-        return [wp for skill in skills[:1] for wp in skill(ctx)] + [_Deferred(skill) for skill in skills[1:]]
-    return waypoints
-
-
-@dataclass
-class _Deferred:
-    """A skill expanded into waypoints only when the policy reaches it (it reads the state then)."""
-    skill: Skill
+        plans.append([pick_object, place_object_at(place)])
+    return plans
 
 
 # -- the policy ---------------------------------------------------------------------------
 class WaypointPolicy:
     """Follows skills' waypoints with a P controller in the 7-D action space, plus noise.
 
-    ``next_skills(sim, rng)`` supplies more skills when the queue runs dry (play);
-    without it the policy holds still once its skills are done.
+    ``next_plans(sim, rng)`` offers skill sequences to choose from at random when the
+    queue runs dry (play); without it the policy holds still once its skills are done.
+    Each skill is expanded into waypoints when it starts, from the state at that time.
     """
 
     def __init__(self, sim, rng: np.random.Generator, noise: float, skills: list[Skill],
-                 next_skills: Callable | None = None):
+                 next_plans: Callable | None = None):
         self.sim = sim
         self.rng = rng
         self.noise = float(noise)
         self.initial_skills = list(skills)
-        self.next_skills = next_skills
+        self.next_plans = next_plans
         self.target_rotation = kinematics.rpy_to_matrix(*task_defs.TOP_DOWN_RPY)
         self.reset()
 
@@ -221,17 +209,13 @@ class WaypointPolicy:
         self._gripper = 1.0
 
     def _current_waypoint(self) -> Waypoint | None:
-        ctx = SkillContext(self.sim, self.rng)
-        while not self._waypoints or isinstance(self._waypoints[0], _Deferred):
-            if self._waypoints:  # a deferred skill: expand it now
-                self._waypoints = self._waypoints[0].skill(ctx) + self._waypoints[1:]
-                continue
-            if not self._queue and self.next_skills is not None:
-                options = self.next_skills(self.sim, self.rng)
-                self._queue.append(options[self.rng.integers(len(options))])
+        while not self._waypoints:
+            if not self._queue and self.next_plans is not None:
+                plans = self.next_plans(self.sim, self.rng)
+                self._queue.extend(plans[self.rng.integers(len(plans))])
             if not self._queue:
                 return None
-            self._waypoints = self._queue.pop(0)(ctx)
+            self._waypoints = self._queue.pop(0)(SkillContext(self.sim, self.rng))
         return self._waypoints[0]
 
     def act(self, obs=None) -> np.ndarray:
@@ -260,5 +244,5 @@ class WaypointPolicy:
 def make_policy(sim, rng: np.random.Generator, noise: float = DEFAULT_NOISE) -> WaypointPolicy:
     """The scripted expert of the sim's task, or the play policy for the play task."""
     if sim.task.name == task_defs.PLAY_TASK_NAME:
-        return WaypointPolicy(sim, rng, noise, [], next_skills=feasible_play_skills)
+        return WaypointPolicy(sim, rng, noise, [], next_plans=feasible_play_plans)
     return WaypointPolicy(sim, rng, noise, expert_skills(sim))
