@@ -35,47 +35,46 @@ class Waypoint:
     max_steps: int = 20        # move on after this many steps even if not reached
 
 
-Skill = Callable[["SkillContext"], list[Waypoint]]
-
-
-@dataclass
-class SkillContext:
-    sim: object                 # crl_ros.sim.widowx_sim.WidowXSim
-    rng: np.random.Generator
+#: sim (a crl_ros.sim.widowx_sim.WidowXSim) -> waypoints, planned from the state when the skill starts
+Skill = Callable[[object], list[Waypoint]]
 
 
 # -- skills -------------------------------------------------------------------------------
 def move_to(xyz, gripper: float = 1.0) -> Skill:
-    def waypoints(ctx: SkillContext) -> list[Waypoint]:
+    def waypoints(sim) -> list[Waypoint]:
         return [Waypoint(np.asarray(xyz, float), gripper, hold_steps=1)]
     return waypoints
 
 
-def _lift(ctx: SkillContext, gripper: float) -> Waypoint:
-    ee = ctx.sim.ee_pose()[:3, 3]
-    return Waypoint(np.array([ee[0], ee[1], SAFE_HEIGHT]), gripper, tolerance=0.02)
+def _above(xy) -> np.ndarray:
+    """The point at SAFE_HEIGHT over ``xy``."""
+    return np.array([xy[0], xy[1], SAFE_HEIGHT])
 
 
-def pick_object(ctx: SkillContext) -> list[Waypoint]:
-    obj = ctx.sim.object_xyz()
+def _lift(sim, gripper: float) -> Waypoint:
+    return Waypoint(_above(sim.ee_pose()[:3, 3]), gripper, tolerance=0.02)
+
+
+def pick_object(sim) -> list[Waypoint]:
+    obj = sim.object_xyz()
     return [
-        _lift(ctx, 1.0),
-        Waypoint(np.array([obj[0], obj[1], SAFE_HEIGHT]), 1.0, tolerance=0.008),
+        _lift(sim, 1.0),
+        Waypoint(_above(obj), 1.0, tolerance=0.008),
         Waypoint(obj.copy(), 1.0, tolerance=0.006),
         Waypoint(obj.copy(), 0.0, hold_steps=2, tolerance=0.01),
-        Waypoint(np.array([obj[0], obj[1], SAFE_HEIGHT]), 0.0, tolerance=0.02),
+        Waypoint(_above(obj), 0.0, tolerance=0.02),
     ]
 
 
 def place_object_at(xyz) -> Skill:
     target = np.asarray(xyz, float)
 
-    def waypoints(ctx: SkillContext) -> list[Waypoint]:
+    def waypoints(sim) -> list[Waypoint]:
         return [
-            Waypoint(np.array([target[0], target[1], SAFE_HEIGHT]), 0.0, tolerance=0.01),
+            Waypoint(_above(target), 0.0, tolerance=0.01),
             Waypoint(target + [0, 0, 0.015], 0.0, tolerance=0.01),
             Waypoint(target + [0, 0, 0.015], 1.0, hold_steps=1, tolerance=0.02),
-            Waypoint(np.array([target[0], target[1], SAFE_HEIGHT]), 1.0, tolerance=0.02),
+            Waypoint(_above(target), 1.0, tolerance=0.02),
         ]
     return waypoints
 
@@ -85,8 +84,8 @@ def push_block_to(goal_xy) -> Skill:
     closed fingers, approaching from behind it."""
     goal_xy = np.asarray(goal_xy, float)
 
-    def waypoints(ctx: SkillContext) -> list[Waypoint]:
-        block = ctx.sim.block_xy()
+    def waypoints(sim) -> list[Waypoint]:
+        block = sim.block_xy()
         direction = goal_xy - block
         direction /= np.linalg.norm(direction) + 1e-9
         # how far the closed fingers reach towards the block along the push direction
@@ -96,11 +95,11 @@ def push_block_to(goal_xy) -> Skill:
         end = goal_xy - direction * standoff
         z = model.BLOCK_HALF * 0.8
         return [
-            _lift(ctx, 0.0),
-            Waypoint(np.array([*behind, SAFE_HEIGHT]), 0.0, tolerance=0.01),
+            _lift(sim, 0.0),
+            Waypoint(_above(behind), 0.0, tolerance=0.01),
             Waypoint(np.array([*behind, z]), 0.0, tolerance=0.008),
             Waypoint(np.array([*end, z]), 0.0, tolerance=0.006, max_steps=30),
-            Waypoint(np.array([*(end - direction * 0.03), SAFE_HEIGHT]), 0.0, tolerance=0.02),
+            Waypoint(_above(end - direction * 0.03), 0.0, tolerance=0.02),
         ]
     return waypoints
 
@@ -114,22 +113,22 @@ def _handle_slot_xy(drawer_opening: float) -> np.ndarray:
 def move_drawer_to(opening: float) -> Skill:
     """Put the closed fingers between the handle and the drawer face, then pull (open) or
     push (close) the drawer to ``opening``."""
-    def waypoints(ctx: SkillContext) -> list[Waypoint]:
-        slot = _handle_slot_xy(ctx.sim.drawer_opening())
+    def waypoints(sim) -> list[Waypoint]:
+        slot = _handle_slot_xy(sim.drawer_opening())
         # overshoot a little: the slide's end stops do the rest
-        end = _handle_slot_xy(opening) + [-0.01 if opening > ctx.sim.drawer_opening() else 0.01, 0.0]
+        end = _handle_slot_xy(opening) + [-0.01 if opening > sim.drawer_opening() else 0.01, 0.0]
         z = model.HANDLE_HEIGHT
         return [
-            _lift(ctx, 0.0),
-            Waypoint(np.array([*slot, SAFE_HEIGHT]), 0.0, tolerance=0.008),
+            _lift(sim, 0.0),
+            Waypoint(_above(slot), 0.0, tolerance=0.008),
             Waypoint(np.array([*slot, z]), 0.0, tolerance=0.008),
             Waypoint(np.array([*end, z]), 0.0, tolerance=0.008, max_steps=25),
-            Waypoint(np.array([*end, SAFE_HEIGHT]), 0.0, tolerance=0.02),
+            Waypoint(_above(end), 0.0, tolerance=0.02),
         ]
     return waypoints
 
 
-def return_to_start(ctx: SkillContext) -> list[Waypoint]:
+def return_to_start(sim) -> list[Waypoint]:
     return [Waypoint(task_defs.START_EE.copy(), 1.0, tolerance=0.015, hold_steps=1)]
 
 
@@ -215,7 +214,7 @@ class WaypointPolicy:
                 self._queue.extend(plans[self.rng.integers(len(plans))])
             if not self._queue:
                 return None
-            self._waypoints = self._queue.pop(0)(SkillContext(self.sim, self.rng))
+            self._waypoints = self._queue.pop(0)(self.sim)
         return self._waypoints[0]
 
     def act(self, obs=None) -> np.ndarray:
