@@ -111,6 +111,13 @@ class WidowXSim:
         if self._gripper_command >= GRIPPER_CLOSED_BELOW:
             self.data.eq_active[self._weld] = 0
 
+    def set_arm_joints(self, q6: np.ndarray) -> None:
+        """Place the arm at ``q6`` at rest (no dynamics), holding it there (targets = ``q6``)."""
+        self.data.qpos[self._arm_qpos] = q6
+        self.data.qvel[self._arm_dof] = 0.0
+        self.data.ctrl[self._arm_ctrl] = q6
+        mujoco.mj_forward(self.model, self.data)
+
     def step(self, dt: float) -> None:
         """Advance the physics by ``dt`` seconds. Time is kept in whole physics timesteps
         (model.opt.timestep); a remainder carries over to the next call, so callers at any
