@@ -12,7 +12,8 @@ Scene (x forward from the robot, y to its left; metres):
   hook behind it;
 - a fixed tray with a low rim;
 - a red block to push and a small yellow cube to pick (free bodies);
-- an over-the-shoulder camera behind and to the right of the robot.
+- a fixed over-the-shoulder camera ("overhead", the policy camera) at the robot's right, looking
+  down at the work area as from a person standing beside the table, and a "scene" camera for pictures.
 """
 from __future__ import annotations
 
@@ -199,6 +200,7 @@ def build_mjcf(max_render_size: int = 640) -> str:
         f'ctrlrange="{FINGER_RANGE[0]} {FINGER_RANGE[1]}"/>' for name in ("left_finger", "right_finger"))
     return f"""<mujoco model="widowx250s_scene">
   <compiler angle="radian" autolimits="true"/>
+  <!-- 10 ms physics steps, 20 per 0.2 s control step: stable with implicitfast and position actuators -->
   <option timestep="0.01" integrator="implicitfast" cone="elliptic" impratio="5"/>
   <visual>
     <global offwidth="{max_render_size}" offheight="{max_render_size}"/>
