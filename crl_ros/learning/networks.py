@@ -177,7 +177,8 @@ class MLP(nn.Module):
                 x = layer(x, detach_params)
             if i < len(self.norms):
                 x = self.norms[i](x, detach_params)
-            x = F.relu(x)
+            # In place is safe: neither a linear layer nor the norm's affine needs its output.
+            x = F.relu(x, inplace=True)
         return self.output(x, detach_params)
 
     def init_output_uniform_(self, bound: float) -> None:

@@ -1,0 +1,132 @@
+"""Training throughput: steps/s and samples/s per algorithm, and sampler + augmentation batches/s.
+
+Synthetic in-memory dataset (random uint8 48x48x3 images, 7-D actions, ~100-frame episodes),
+the authors' network sizes, warm-up steps excluded; steps/s is the median over timed steps. Batch 256 on CPU, 2048 on CUDA.
+Writes bench/results/train_throughput.json with the machine noted.
+
+    python bench/train_throughput.py [--device auto|cpu|cuda] [--batch-size B] [--steps N]
+                                     [--algos stable_crl gcbc gciql] [--set key=value ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crl_ros.learning.agents import AGENTS, default_config, make_agent
+from crl_ros.learning.config import apply_overrides, config_to_dict
+from crl_ros.learning.dataset import Dataset, DatasetMetadata
+from crl_ros.learning.sampler import Sampler
+
+RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
+
+
+def synthetic_dataset(num_frames: int, image_size: int, action_dim: int, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(80, 121, size=num_frames // 80 + 1)
+    ends = np.cumsum(lengths)
+    ends = ends[ends < num_frames]
+    ends = np.append(ends, num_frames).astype(np.int64)
+    images = rng.integers(0, 256, (num_frames, image_size, image_size, 3), dtype=np.uint8)
+    actions = rng.normal(size=(num_frames, action_dim)).astype(np.float32)
+    return Dataset(images=images, actions=actions, episode_ends=ends,
+                   metadata=DatasetMetadata((image_size, image_size, 3), action_dim))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn, device: torch.device, warmup: int, calls: int) -> dict[str, float]:
+    """Seconds per call after `warmup` calls: the mean, and the median and best single call,
+    which resist slow-downs from other jobs on a shared machine."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    durations = []
+    cpu_start = time.process_time()
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        durations.append(time.perf_counter() - start)
+    return {"mean": float(np.mean(durations)), "median": float(np.median(durations)),
+            "best": float(np.min(durations)), "cpu": (time.process_time() - cpu_start) / calls}
+
+
+def machine_info(device: torch.device) -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "device": str(device), "python": platform.python_version(),
+            "note": "machine shared with other jobs while measuring; figures are lower bounds"}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per algorithm")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--frames", type=int, default=20000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--algos", nargs="+", default=list(AGENTS))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override applied to every algorithm, e.g. bf16=true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    torch.set_num_threads(args.threads)
+    batch_size = args.batch_size or (2048 if device.type == "cuda" else 256)
+    steps = args.steps or (50 if device.type == "cuda" else 10)
+    dataset = synthetic_dataset(args.frames, args.image_size, action_dim=7)
+    sampler = Sampler(dataset, device, seed=0)
+    results = {"machine": machine_info(device), "image_size": args.image_size, "batch_size": batch_size,
+               "timed_steps": steps, "warmup_steps": args.warmup, "overrides": args.overrides,
+               "algorithms": {}}
+
+    for algo in args.algos:
+        cfg = apply_overrides(default_config(algo), [f"batch_size={batch_size}", *args.overrides])
+        agent = make_agent(algo, cfg, dataset.metadata.image_shape, 7, device)
+        sample_seconds = time_calls(lambda: agent.make_batch(sampler, batch_size), device, args.warmup, steps * 5)
+        step_counter = iter(range(10 ** 9))
+        step_seconds = time_calls(lambda: agent.update(agent.make_batch(sampler, batch_size), next(step_counter)),
+                                  device, args.warmup, steps)
+        entry = {"steps_per_s": 1 / step_seconds["median"], "samples_per_s": batch_size / step_seconds["median"],
+                 "steps_per_s_mean": 1 / step_seconds["mean"], "steps_per_s_best": 1 / step_seconds["best"],
+                 # CPU seconds of this process per step (all threads): the work, whatever the contention.
+                 "cpu_seconds_per_step": step_seconds["cpu"],
+                 "sampler_batches_per_s": 1 / sample_seconds["median"],
+                 "sampler_to_step_ratio": step_seconds["median"] / sample_seconds["median"],
+                 "config": config_to_dict(cfg)}
+        results["algorithms"][algo] = entry
+        print(f"{algo:>10}: {entry['steps_per_s']:8.2f} steps/s (median; best {entry['steps_per_s_best']:.2f})  "
+              f"{entry['samples_per_s']:10.0f} samples/s  {entry['cpu_seconds_per_step']:.2f} CPU-s/step  "
+              f"sampler+augment {entry['sampler_batches_per_s']:8.1f} batches/s  (batch {batch_size}, {device})",
+              flush=True)
+        del agent
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
