@@ -12,9 +12,15 @@ from crl_ros.learning.dataset import load, validate  # noqa: E402
 from crl_ros.robot import actions  # noqa: E402
 
 
-def test_play_demos_write_a_valid_dataset(tmp_path):
-    out = tmp_path / "play.h5"
-    assert main(["demos", "--env", "widowx", "--play", "--episodes", "3", "--out", str(out)]) == 0
+@pytest.fixture(scope="module")
+def play_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("widowx") / "play.h5"
+    assert main(["demos", "--env", "widowx", "--play", "--episodes", "3", "--out", str(out), "--workers", "2"]) == 0
+    return out
+
+
+def test_play_demos_write_a_valid_dataset(play_data):
+    out = play_data
     meta = validate(out)
     assert meta.image_shape == (48, 48, 3) and meta.action_names == actions.ACTION_NAMES
     data = load(out)
@@ -37,3 +43,14 @@ def test_task_demos_succeed_and_eval_prints_a_table(tmp_path, capsys):
                  "--video", str(tmp_path / "eval.gif")]) == 0
     assert "open_drawer" in capsys.readouterr().out
     assert (tmp_path / "eval.gif").stat().st_size > 0
+
+
+def test_a_model_trained_on_play_data_runs_in_the_sim(play_data, tmp_path, capsys):
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(play_data), "--algo", "stable_crl", "--out", str(run), "--steps", "3",
+                 "--batch-size", "16", "--device", "cpu", "--no-progress",
+                 "--set", "hidden_width=32", "hidden_depth=2", "encoder_channels=[8,8,8]"]) == 0
+    assert main(["eval", "--env", "widowx", "--task", "reach", "--model", str(run / "model.pt"),
+                 "--episodes", "1", "--device", "cpu"]) == 0
+    assert "reach" in capsys.readouterr().out
