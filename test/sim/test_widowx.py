@@ -146,6 +146,18 @@ def test_env_follows_the_suite_interface():
     env.close()
 
 
+def test_env_passes_the_gymnasium_checker():
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    env = widowx.make_env("close_drawer")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it warns about the unbounded state space, by design
+        check_env(env, skip_render_check=False)
+    env.close()
+
+
 def test_env_moves_the_end_effector_as_the_action_says():
     env = widowx.make_env("reach", seed=0)
     env.reset(seed=0)
