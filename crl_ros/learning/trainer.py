@@ -120,6 +120,11 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
 
     out = Path(out_dir)
     device = resolve_device(config.device)
+    if isinstance(data, Dataset):
+        dataset, paths = data, [data.path] if data.path else []
+    else:
+        paths = [Path(p) for p in data]
+        dataset = load_many(paths)
     prepare_out_dir(out, resume, force)
 
     checkpoint = None
@@ -137,11 +142,6 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     if config.amp_bf16 and hasattr(agent_config, "bf16"):
         agent_config = dataclasses.replace(agent_config, bf16=True)
 
-    if isinstance(data, Dataset):
-        dataset, paths = data, [data.path] if data.path else []
-    else:
-        paths = [Path(p) for p in data]
-        dataset = load_many(paths)
     meta_ds = dataset.metadata
     seed_everything(config.seed)
     sampler = Sampler(dataset, device, seed=config.seed,

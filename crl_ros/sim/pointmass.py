@@ -5,9 +5,9 @@ unit square (x right, y up) with two interior walls, so some goals need a detour
 
     +-----------------------+
     | TL                 TR |
-    |  .        C  ========|   (wall on the right at y ~ 0.73)
+    |          C      =====|   (a shelf on the right at y ~ 0.7)
     |           |          |
-    |           |          |   (wall from the floor up to y = 0.55 at x = 0.5)
+    |           |          |   (a wall from the floor up to y = 0.5 at x = 0.5)
     | BL        |      BR  |
     +-----------------------+
 
@@ -35,10 +35,10 @@ from gymnasium import spaces
 
 #: interior walls as axis-aligned rectangles (x0, y0, x1, y1) in room coordinates
 WALLS = np.array([
-    [0.47, 0.00, 0.53, 0.55],
-    [0.68, 0.70, 1.00, 0.76],
+    [0.46, 0.00, 0.54, 0.50],
+    [0.76, 0.66, 1.00, 0.72],
 ], dtype=np.float64)
-POINT_RADIUS = 0.035
+POINT_RADIUS = 0.06
 MAX_STEP = 0.06
 SUCCESS_RADIUS = 0.08
 HELD_OUT_RADIUS = 0.15
@@ -48,7 +48,7 @@ EVAL_GOALS = {
     "reach_bottom_left": (0.20, 0.20),
     "reach_bottom_right": (0.80, 0.22),
     "reach_top_left": (0.18, 0.85),
-    "reach_top_right": (0.86, 0.88),
+    "reach_top_right": (0.88, 0.86),
     "reach_center": (0.42, 0.66),
 }
 TASKS = list(EVAL_GOALS)
@@ -266,6 +266,10 @@ class ScriptedPointPolicy:
         if _line_of_sight(pos, target):
             return target - pos
         i, j = _cell(pos)
+        if not np.isfinite(field[i, j]):  # hugging a wall: head for the nearest planner cell first
+            reachable = np.argwhere(np.isfinite(field))
+            i, j = reachable[np.argmin(np.hypot(*(_CENTRES[tuple(reachable.T)] - pos).T))]
+            return _CENTRES[i, j] - pos
         for _ in range(4):  # look a few cells down the distance field
             best = min(((i + di, j + dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)
                         if 0 <= i + di < GRID and 0 <= j + dj < GRID),

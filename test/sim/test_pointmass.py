@@ -45,20 +45,22 @@ def test_goal_image_is_the_point_at_the_goal_and_camera_shows_no_goal():
 
 
 def test_walls_block_the_point():
+    x0, y0, x1, y1 = pm.WALLS[0]
     env = pm.make_env("reach_bottom_right")
     env.reset(seed=0, options={"start": (0.3, 0.2)})
     for _ in range(30):
         obs, *_ = env.step(np.array([1.0, 0.0]))
-    assert 0.40 < obs["state"][0] < pm.WALLS[0][0]  # stopped at the wall's left face
+    x = obs["state"][0]
+    assert x0 - pm.POINT_RADIUS - pm.MAX_STEP < x <= x0 - pm.POINT_RADIUS + 1e-6  # stopped at the wall's face
     for _ in range(30):  # sliding up along the wall still works
         obs, *_ = env.step(np.array([1.0, 1.0]))
-    assert obs["state"][1] > 0.55
-    positions = pm.np.random.default_rng(0).uniform(0, 1, (2000, 2))
+    assert obs["state"][1] > y1
+    positions = np.random.default_rng(0).uniform(0, 1, (2000, 2))
     free = pm.is_free(positions)
-    inside_wall = ((positions[:, 0] > 0.47) & (positions[:, 0] < 0.53) & (positions[:, 1] < 0.55))
-    assert not (free & inside_wall).any() and free.mean() > 0.6
+    inside_wall = (positions[:, 0] > x0) & (positions[:, 0] < x1) & (positions[:, 1] < y1)
+    assert inside_wall.any() and not (free & inside_wall).any() and free.mean() > 0.5
     with pytest.raises(ValueError, match="inside a wall"):
-        env.reset(options={"start": (0.5, 0.2)})
+        env.reset(options={"start": ((x0 + x1) / 2, y1 / 2)})
 
 
 def test_training_goals_are_held_out_from_eval_goals():
