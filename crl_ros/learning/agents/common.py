@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from crl_ros.learning.agents.base import Agent
-from crl_ros.learning.augment import batch_coin, random_shift
+from crl_ros.learning.augment import batch_coin, color_jitter, random_resized_crop, random_shift
 from crl_ros.learning.networks import NetworkConfig, images_to_float
 
 
@@ -19,9 +19,12 @@ class AgentConfig(NetworkConfig):
     lr: float = 3e-4
     discount: float = 0.99
     policy_std: float = 0.15
-    augment: bool = True  # random shift of the images named by the agent's augment switches
-    augment_prob: float = 0.5  # probability that a whole batch is shifted
+    augment: bool = True  # augment the images named by the agent's augment switches
+    augment_prob: float = 0.5  # probability that a whole batch is augmented
+    augment_shift: bool = True  # random shift (pad augment_pad, replicate, crop back)
     augment_pad: int = 4
+    augment_resized_crop: bool = False  # real images: random resized crop, scale 0.8-1.0
+    augment_color_jitter: bool = False  # real images: brightness/contrast/saturation/hue
     bf16: bool = False  # bf16 autocast of the forward passes (fp32 weights, optimiser and losses)
 
     def __post_init__(self) -> None:
@@ -53,11 +56,19 @@ class OfflineAgent(Agent):
         return contextlib.nullcontext()
 
     def augment(self, sampler, images: Sequence[torch.Tensor]) -> list[torch.Tensor] | None:
-        """With probability augment_prob (per batch) the same random shift for all `images`
-        (e.g. observation and goal) of a sample; None when this batch stays unaugmented."""
-        if not (self.config.augment and batch_coin(self.config.augment_prob, sampler.host_generator)):
+        """With probability augment_prob (per batch) the same random augmentation for all
+        `images` (e.g. observation and goal) of a sample; None when this batch stays as is."""
+        cfg = self.config
+        if not (cfg.augment and batch_coin(cfg.augment_prob, sampler.host_generator)):
             return None
-        return random_shift(images, self.config.augment_pad, sampler.generator)
+        images = list(images)
+        if cfg.augment_resized_crop:
+            images = random_resized_crop(images, sampler.generator)
+        if cfg.augment_color_jitter:
+            images = color_jitter(images, sampler.generator)
+        if cfg.augment_shift:
+            images = random_shift(images, cfg.augment_pad, sampler.generator)
+        return images
 
     def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False) -> torch.Tensor:
         """Every agent has a `policy` (GaussianPolicy); the mean unless `sample`."""
