@@ -154,10 +154,11 @@ def reliable_qos(depth: int = 10):
                       history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
 
 
-def latched_qos():
-    """The goal image: reliable + transient local, so late joiners get the current goal."""
+def latched_qos(depth: int = 1):
+    """The goal image: reliable + transient local, so late joiners get the current goal
+    (and, with depth > 1, the last ``depth`` messages, e.g. training progress)."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy
-    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
                       history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 

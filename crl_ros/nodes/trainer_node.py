@@ -2,8 +2,8 @@
 
 Runs ``crl convert`` on every bag in ``bag_dir`` (one episode each), then ``crl train``,
 as child processes (training keeps its own cores and can be stopped with the node).
-Publishes ``training_progress`` (std_msgs/String, JSON: stage convert/train/done/failed,
-step, steps, message) and, when done, ``checkpoint`` (std_msgs/String, latched: the
+Publishes ``training_progress`` (std_msgs/String, latched: the last 50, JSON: stage
+convert/train/done/failed, step, steps, message) and, when done, ``checkpoint`` (std_msgs/String, latched: the
 model.pt path policy_node's ``model_path`` takes). Starts at launch
 (``start_on_launch``) or on the ``train`` service (std_srvs/Trigger).
 """
@@ -32,6 +32,7 @@ PARAMETERS = [
     ("image_topic", "", "camera topic in the bags (empty: guess)"),
     ("action_topic", "", "action topic in the bags (empty: 'action' or FK from joint states)"),
     ("rate_hz", 5.0, "control rate"),
+    ("convert_args", "", "extra crl convert options, e.g. \"--crop 20 0 140 120 --size 48 48\" (default: camera_node.yaml's crop/size)"),
     ("start_on_launch", True, "start right away (else call the train service)"),
 ]
 
@@ -50,7 +51,7 @@ class TrainerNode(Node):
     def __init__(self, name: str = "trainer_node", **kwargs):
         super().__init__(name, **kwargs)
         self.p = common.declare_parameters(self, PARAMETERS, "trainer_node")
-        self.progress_pub = self.create_publisher(String, "training_progress", common.reliable_qos())
+        self.progress_pub = self.create_publisher(String, "training_progress", common.latched_qos(depth=50))
         self.checkpoint_pub = self.create_publisher(String, "checkpoint", common.latched_qos())
         self.create_service(Trigger, "train", self.on_train)
         self.create_timer(1.0, self.poll_metrics)
@@ -104,6 +105,7 @@ class TrainerNode(Node):
             args += ["--image-topic", p["image_topic"]]
         if p["action_topic"]:
             args += ["--action-topic", p["action_topic"]]
+        args += p["convert_args"].split()
         code, output = self._command(args)
         if code != 0 or self._stopping:
             self._report(stage="failed", message=f"convert failed: {output}")
