@@ -1,0 +1,68 @@
+"""Record demonstrations: one rosbag2 per episode (recorder_node's start_episode / end_episode).
+
+Simulated robot, actions from your teleop node on `action` (std_msgs/Float32MultiArray,
+[dx, dy, dz, droll, dpitch, dyaw, gripper]):
+    ros2 launch crl_ros record_demos.launch.py use_sim:=true output_dir:=bags
+    ros2 service call /enable std_srvs/srv/SetBool "{data: true}"
+    ros2 service call /start_episode std_srvs/srv/Trigger     # ... teleoperate ...
+    ros2 service call /end_episode std_srvs/srv/Trigger
+(`crl record --sim` does all of this in one process with a scripted expert.)
+
+Real WidowX 250: start the Interbotix ros2_control bringup and the camera driver (see
+reach_goal.launch.py), then
+    ros2 launch crl_ros record_demos.launch.py use_sim:=false namespace:=wx250s \\
+        topics:="['image_raw', 'joint_states', 'action']"
+Without an `action` topic (kinesthetic teaching, arm_node not needed: enable_arm_node:=false)
+`crl convert` derives the actions from joint_states through the kinematics.
+"""
+from typing import List
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node, PushRosNamespace
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = "crl_ros"
+
+ARGUMENTS = [
+    ("use_sim", "true", "run sim_node (MuJoCo WidowX) as robot and camera"),
+    ("namespace", "", "namespace of the graph (wx250s next to the Interbotix bringup)"),
+    ("output_dir", "bags", "directory for the episode bags"),
+    ("storage", "mcap", "mcap | sqlite3"),
+    ("compression", "none", "none | zstd"),
+    ("topics", "['image_raw', 'joint_states', 'action']", "topics to record"),
+    ("enable_arm_node", "true", "run arm_node to execute teleop actions"),
+    ("arm_backend", "ros2_control", "arm_node backend: ros2_control | interbotix"),
+    ("task", "reach", "sim task (use_sim:=true)"),
+]
+
+
+def _config(name):
+    return PathJoinSubstitution([FindPackageShare(PACKAGE), "config", name])
+
+
+def _string(name):
+    return ParameterValue(LaunchConfiguration(name), value_type=str)
+
+
+def generate_launch_description():
+    nodes = [
+        PushRosNamespace(LaunchConfiguration("namespace")),
+        Node(package=PACKAGE, executable="sim_node", name="sim_node", output="screen",
+             condition=IfCondition(LaunchConfiguration("use_sim")),
+             parameters=[_config("sim_node.yaml"), {"task": _string("task")}]),
+        Node(package=PACKAGE, executable="arm_node", name="arm_node", output="screen",
+             condition=IfCondition(LaunchConfiguration("enable_arm_node")),
+             parameters=[_config("arm_node.yaml"), {"backend": _string("arm_backend")}]),
+        Node(package=PACKAGE, executable="recorder_node", name="recorder_node", output="screen",
+             parameters=[_config("recorder_node.yaml"),
+                         {"output_dir": _string("output_dir"), "storage": _string("storage"),
+                          "compression": _string("compression"),
+                          "topics": ParameterValue(LaunchConfiguration("topics"), value_type=List[str])}]),
+    ]
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=text) for name, default, text in ARGUMENTS]
+        + [GroupAction(nodes)])
