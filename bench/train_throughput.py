@@ -5,11 +5,12 @@ the authors' network sizes, warm-up steps excluded; steps/s is the median over t
 Writes bench/results/train_throughput.json with the machine noted.
 
     python bench/train_throughput.py [--device auto|cpu|cuda] [--batch-size B] [--steps N]
-                                     [--algos stable_crl gcbc gciql] [--set key=value ...]
+        [--algos stable_crl gcbc gciql] [--threads 1 2] [--precisions fp32 bf16] [--set key=value ...]
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -68,9 +69,10 @@ def machine_info(device: torch.device) -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
             "torch": torch.__version__, "device": str(device), "python": platform.python_version(),
-            "note": "machine shared with other jobs while measuring; figures are lower bounds"}
+            "note": ("machine shared with other jobs while measuring (see load_average_1min): wall-clock "
+                     "figures are lower bounds; cpu_seconds_per_step of 1-thread runs is the work per step")}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -84,7 +86,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--frames", type=int, default=20000)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2],
+                        help="CPU thread counts to measure (1 resists contention on a shared machine)")
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
+                        help="bf16 = the agents' bf16 autocast option")
     parser.add_argument("--algos", nargs="+", default=list(AGENTS))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override applied to every algorithm, e.g. bf16=true")
@@ -93,31 +98,33 @@ def main() -> None:
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
-    torch.set_num_threads(args.threads)
     batch_size = args.batch_size or (2048 if device.type == "cuda" else 256)
     steps = args.steps or (50 if device.type == "cuda" else 10)
     dataset = synthetic_dataset(args.frames, args.image_size, action_dim=7)
     sampler = Sampler(dataset, device, seed=0)
     results = {"machine": machine_info(device), "image_size": args.image_size, "batch_size": batch_size,
                "timed_steps": steps, "warmup_steps": args.warmup, "overrides": args.overrides,
-               "algorithms": {}}
+               "runs": []}
 
-    for algo in args.algos:
-        cfg = apply_overrides(default_config(algo), [f"batch_size={batch_size}", *args.overrides])
+    for algo, threads, precision in itertools.product(args.algos, args.threads, args.precisions):
+        torch.set_num_threads(threads)
+        cfg = apply_overrides(default_config(algo), [f"batch_size={batch_size}", f"bf16={precision == 'bf16'}",
+                                                     *args.overrides])
         agent = make_agent(algo, cfg, dataset.metadata.image_shape, 7, device)
         sample_seconds = time_calls(lambda: agent.make_batch(sampler, batch_size), device, args.warmup, steps * 5)
         step_counter = iter(range(10 ** 9))
         step_seconds = time_calls(lambda: agent.update(agent.make_batch(sampler, batch_size), next(step_counter)),
                                   device, args.warmup, steps)
-        entry = {"steps_per_s": 1 / step_seconds["median"], "samples_per_s": batch_size / step_seconds["median"],
+        entry = {"algorithm": algo, "threads": threads, "precision": precision,
+                 "steps_per_s": 1 / step_seconds["median"], "samples_per_s": batch_size / step_seconds["median"],
                  "steps_per_s_mean": 1 / step_seconds["mean"], "steps_per_s_best": 1 / step_seconds["best"],
                  # CPU seconds of this process per step (all threads): the work, whatever the contention.
                  "cpu_seconds_per_step": step_seconds["cpu"],
                  "sampler_batches_per_s": 1 / sample_seconds["median"],
                  "sampler_to_step_ratio": step_seconds["median"] / sample_seconds["median"],
                  "config": config_to_dict(cfg)}
-        results["algorithms"][algo] = entry
-        print(f"{algo:>10}: {entry['steps_per_s']:8.2f} steps/s (median; best {entry['steps_per_s_best']:.2f})  "
+        results["runs"].append(entry)
+        print(f"{algo:>10} {precision} {threads} thr: {entry['steps_per_s']:8.2f} steps/s (median; best {entry['steps_per_s_best']:.2f})  "
               f"{entry['samples_per_s']:10.0f} samples/s  {entry['cpu_seconds_per_step']:.2f} CPU-s/step  "
               f"sampler+augment {entry['sampler_batches_per_s']:8.1f} batches/s  (batch {batch_size}, {device})",
               flush=True)

@@ -127,3 +127,28 @@ def test_gciql_batch_rewards_and_goal_mix(sampler):
     # 20% next-state goals plus the geometric draws with offset 0 (~10% of 50% at gamma 0.99
     # truncated on these short episodes), plus a few random hits.
     assert 0.2 < reached.float().mean().item() < 0.35
+
+
+def test_agent_and_sampler_state_resume_exactly():
+    cfg = apply_overrides(default_config("stable_crl"), SMALL + ["augment_prob=0.5"])
+    dataset = synthetic_dataset()
+
+    def run(agent, sampler, steps):
+        for step in range(steps):
+            agent.update(agent.make_batch(sampler, cfg.batch_size), step)
+
+    torch.manual_seed(1)
+    agent, sampler = make_agent("stable_crl", cfg, (32, 32, 3), 7, "cpu"), Sampler(dataset, "cpu", seed=3)
+    run(agent, sampler, 2)
+    saved = (copy.deepcopy(agent.state_dict()), copy.deepcopy(agent.optimizer_state()),
+             copy.deepcopy(sampler.state_dict()))
+    run(agent, sampler, 3)
+
+    torch.manual_seed(99)  # a different initialisation, overwritten by the saved state
+    resumed, resumed_sampler = make_agent("stable_crl", cfg, (32, 32, 3), 7, "cpu"), Sampler(dataset, "cpu", seed=0)
+    resumed.load_state_dict(saved[0])
+    resumed.load_optimizer_state(saved[1])
+    resumed_sampler.load_state_dict(saved[2])
+    run(resumed, resumed_sampler, 3)
+    for key, value in agent.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
