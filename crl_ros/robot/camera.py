@@ -32,6 +32,8 @@ def decode_raw(data: bytes | bytearray | memoryview | np.ndarray, width: int, he
                step: int, encoding: str) -> np.ndarray:
     """Decode a sensor_msgs/Image payload to RGB uint8 [height, width, 3].
 
+    The result is a read-only view of ``data`` where possible (no copy of the frame).
+
     Raises ValueError naming the encoding when it is unsupported or when the byte count
     does not match width/height/step.
     """
@@ -49,13 +51,15 @@ def decode_raw(data: bytes | bytearray | memoryview | np.ndarray, width: int, he
     if buf.size < step * (height - 1) + row_bytes:
         raise ValueError(f"{enc} image: {buf.size} bytes for {width}x{height} with step {step} "
                          f"(need {step * height})")
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1), writeable=False)
     pixels = rows.reshape(height, width, channels)
-    if enc == "rgb8":
-        return np.ascontiguousarray(pixels)
-    if enc == "mono8":
-        return np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[:, :, list(order)])
+    # Views, not copies: channel order and alpha are resolved by slicing; the crop in
+    # preprocess_image then copies only the pixels it keeps.
+    if enc in ("rgb8", "rgba8"):
+        return pixels[:, :, :3]
+    if enc in ("bgr8", "bgra8"):
+        return pixels[:, :, 2::-1]
+    return np.broadcast_to(pixels, (height, width, 3))
 
 
 def encode_raw(image: np.ndarray) -> tuple[bytes, int, int, int, str]:
@@ -162,8 +166,9 @@ def resize(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     h_out, w_out = int(size[0]), int(size[1])
     h, w, c = image.shape
     if (h, w) == (h_out, w_out):
-        return np.ascontiguousarray(image)
+        return np.array(image, copy=True)  # an owned, writable, contiguous frame
     if h % h_out == 0 and w % w_out == 0 and (h // h_out) * (w // w_out) <= 256:
+        image = np.ascontiguousarray(image)  # copies only views (crop, channel order)
         # Whole-pixel blocks (the common 480x480 -> 48x48 case): exact integer box average,
         # summing rows first (contiguous, fast) and then columns.
         fy, fx = h // h_out, w // w_out
@@ -203,6 +208,10 @@ def preprocess_image(image: np.ndarray, crop: Sequence[int] | None = None,
         image = image[y0:y1, x0:x1]
     if len(size) != 2 or int(size[0]) <= 0 or int(size[1]) <= 0:
         raise ValueError(f"size must be (H, W) with positive entries, got {list(size)}")
+    if image.strides[2] < 0:
+        # BGR views: resampling is per channel, so resize the BGR pixels in memory order
+        # and flip the channels of the small result (same numbers, no full-frame copy).
+        return np.ascontiguousarray(resize(image[:, :, ::-1], size)[:, :, ::-1])
     return resize(image, size)
 
 

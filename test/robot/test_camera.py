@@ -109,3 +109,19 @@ def test_crop_selects_the_region_and_bad_crops_fail():
         camera.preprocess_image(img, (0, 0, 21, 10), (4, 4))
     with pytest.raises(ValueError, match="RGB uint8"):
         camera.preprocess_image(img.astype(np.float32), None, (4, 4))
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "bgra8", "mono8"])
+@pytest.mark.parametrize("crop,size", [((80, 0, 560, 480), (48, 48)), (None, (48, 48)), ((0, 0, 50, 40), (64, 80))])
+def test_decoded_views_preprocess_exactly_like_rgb(encoding, crop, size):
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    if encoding == "mono8":
+        rgb[:, :, 1] = rgb[:, :, 2] = rgb[:, :, 0]
+    layout = {"bgr8": rgb[:, :, ::-1], "rgba8": np.dstack([rgb, rgb[:, :, :1]]),
+              "bgra8": np.dstack([rgb[:, :, ::-1], rgb[:, :, :1]]), "mono8": rgb[:, :, :1]}[encoding]
+    data = np.ascontiguousarray(layout)
+    decoded = camera.decode_raw(data.tobytes(), 640, 480, 640 * data.shape[2], encoding)
+    out = camera.preprocess_image(decoded, crop, size)
+    np.testing.assert_array_equal(out, camera.preprocess_image(rgb, crop, size))
+    assert out.flags.writeable and out.flags.c_contiguous
