@@ -182,7 +182,7 @@ def resize(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
         out = _resample_axis(_resample_axis(img, h_out, 0), w_out, 1)
     else:
         out = _resample_axis(_resample_axis(img, w_out, 1), h_out, 0)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
 
 
 def normalize_crop(crop: Sequence[int] | None, width: int, height: int) -> Crop | None:
