@@ -90,6 +90,7 @@ def random_resized_crop(images: Sequence[torch.Tensor], generator: torch.Generat
 
 # RGB <-> YIQ: hue is an angle in the (I, Q) chroma plane, so a hue shift is a 2-D rotation.
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
 def color_jitter(images: Sequence[torch.Tensor], generator: torch.Generator, brightness: float = 0.2,
@@ -109,7 +110,7 @@ def color_jitter(images: Sequence[torch.Tensor], generator: torch.Generator, bri
     rotation[:, 0, 0] = 1.0
     rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
     to_yiq = _RGB_TO_YIQ.to(device)
-    hue_matrix = torch.linalg.inv(to_yiq) @ rotation @ to_yiq  # [B, 3, 3] acting on RGB
+    hue_matrix = _YIQ_TO_RGB.to(device) @ rotation @ to_yiq  # [B, 3, 3] acting on RGB
     out = []
     for x in images:
         _, h, w, c = x.shape

@@ -34,7 +34,7 @@ class StableCRLConfig(AgentConfig):
     bc_coef: float = 0.05
     target_tau: float = 0.005
     td_weight_clip: float = 20.0
-    # Which loss terms see the shifted images; the authors shift only the BC term's inputs.
+    # Which loss terms see the augmented images; the authors augment only the BC term's inputs.
     augment_terms: tuple[str, ...] = ("bc",)
 
     def __post_init__(self) -> None:
