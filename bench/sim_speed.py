@@ -18,12 +18,10 @@ import platform
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from crl_ros.sim import widowx  # noqa: E402
-from crl_ros.sim.rollout import collect_demos  # noqa: E402
+from crl_ros.sim import widowx
+from crl_ros.sim.rollout import collect_demos
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sim_speed.json"
 WINDOWS = 10  # the step run is timed in this many windows too

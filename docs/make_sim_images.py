@@ -4,16 +4,13 @@
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
+from PIL import Image, ImageDraw
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from crl_ros.sim import widowx  # noqa: E402
-from crl_ros.sim.widowx_sim import WidowXSim  # noqa: E402
+from crl_ros.sim import widowx
+from crl_ros.sim.widowx_sim import WidowXSim
 
 IMAGES = Path(__file__).resolve().parent / "images"
 TILE = 128

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import mujoco  # crl_ros.sim (imported first, as the package) has chosen the headless backend
+import numpy as np
+
+from crl_ros.robot import kinematics
+from crl_ros.sim import tasks as task_defs
+from crl_ros.sim import widowx_model as model
+
 # single-threaded software rasterisation: faster for small images, and workers run in parallel
 os.environ.setdefault("LP_NUM_THREADS", "0")
-
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from crl_ros.robot import kinematics  # noqa: E402
-from crl_ros.sim import tasks as task_defs  # noqa: E402
-from crl_ros.sim import widowx_model as model  # noqa: E402
 
 GRIPPER_CLOSED_BELOW = 0.5   # commanded opening under which the gripper counts as closing
 SETTLE_SECONDS = 0.1         # physics run after placing a scene, so objects come to rest
