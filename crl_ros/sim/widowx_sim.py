@@ -111,7 +111,8 @@ class WidowXSim:
             self.data.eq_active[self._weld] = 0
 
     def set_arm_joints(self, q6: np.ndarray) -> None:
-        """Place the arm at ``q6`` at rest (no dynamics), holding it there (targets = ``q6``)."""
+        """Place the arm at ``q6`` (clipped to limits) at rest, holding it there (targets = ``q6``)."""
+        q6 = np.clip(np.asarray(q6, dtype=float), kinematics.JOINT_LIMITS[:, 0], kinematics.JOINT_LIMITS[:, 1])
         self.data.qpos[self._arm_qpos] = q6
         self.data.qvel[self._arm_dof] = 0.0
         self.data.ctrl[self._arm_ctrl] = q6
