@@ -50,6 +50,11 @@ SCREW_AXES = np.array([
 ], dtype=float)
 
 
+def clip_to_limits(q6: np.ndarray) -> np.ndarray:
+    """The six arm joint angles clipped into JOINT_LIMITS."""
+    return np.clip(np.asarray(q6, dtype=float), JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+
+
 def skew(w: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
 
@@ -157,7 +162,7 @@ def ik(target: np.ndarray, q_init: np.ndarray, *, max_iterations: int = 60,
     ``orientation_weight`` (m per rad) trades orientation against position error.
     """
     weights = np.array([1.0, 1.0, 1.0, orientation_weight, orientation_weight, orientation_weight])
-    q = np.clip(np.asarray(q_init, dtype=float), JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+    q = clip_to_limits(q_init)
     best_q, best_cost = q, np.inf
     for _ in range(max_iterations):
         jac, pose = geometric_jacobian(q)
@@ -170,7 +175,7 @@ def ik(target: np.ndarray, q_init: np.ndarray, *, max_iterations: int = 60,
         jw = jac * weights[:, None]
         step = jw.T @ np.linalg.solve(jw @ jw.T + damping ** 2 * np.eye(6), err * weights)
         step *= min(1.0, max_joint_step / (np.abs(step).max() + 1e-12))
-        q_next = np.clip(q + step, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+        q_next = clip_to_limits(q + step)
         if np.abs(q_next - q).max() < 1e-6:  # stuck (unreachable or at a limit): best effort
             break
         q = q_next

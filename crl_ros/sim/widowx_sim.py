@@ -103,7 +103,7 @@ class WidowXSim:
     # -- driver-level interface -------------------------------------------------------------
     def set_joint_targets(self, q6: np.ndarray, gripper01: float) -> None:
         """Position targets for the six arm joints (clipped to limits) and the gripper opening."""
-        q6 = np.clip(np.asarray(q6, dtype=float), kinematics.JOINT_LIMITS[:, 0], kinematics.JOINT_LIMITS[:, 1])
+        q6 = kinematics.clip_to_limits(q6)
         self.data.ctrl[self._arm_ctrl] = q6
         self._gripper_command = float(np.clip(gripper01, 0.0, 1.0))
         self.data.ctrl[self._finger_ctrl] = _finger_position(self._gripper_command)
@@ -112,7 +112,7 @@ class WidowXSim:
 
     def set_arm_joints(self, q6: np.ndarray) -> None:
         """Place the arm at ``q6`` (clipped to limits) at rest, holding it there (targets = ``q6``)."""
-        q6 = np.clip(np.asarray(q6, dtype=float), kinematics.JOINT_LIMITS[:, 0], kinematics.JOINT_LIMITS[:, 1])
+        q6 = kinematics.clip_to_limits(q6)
         self.data.qpos[self._arm_qpos] = q6
         self.data.qvel[self._arm_dof] = 0.0
         self.data.ctrl[self._arm_ctrl] = q6
