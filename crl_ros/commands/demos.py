@@ -25,10 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tqdm import tqdm
-
-    from crl_ros.learning.dataset import DatasetMetadata, DatasetWriter
-    from crl_ros.sim.rollout import collect_demos
+    from crl_ros.learning.dataset import DatasetError
+    from crl_ros.sim.rollout import write_demos
     from crl_ros.sim.suites import get_suite
 
     if args.episodes < 1:
@@ -38,28 +36,14 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         print(f"crl demos: {out} already exists; refusing to overwrite a dataset (pass --overwrite)", file=sys.stderr)
         return 1
-    suite = get_suite(args.env)
-    task = "play" if args.play else (args.task or suite.DEFAULT_TASK)
-    probe = suite.make_env(task if task != "play" else suite.play_tasks[0], image_size=args.image_size)
-    metadata = DatasetMetadata(
-        image_shape=probe.observation_space["image"].shape,
-        action_dim=int(probe.action_space.shape[0]),
-        action_names=list(probe.action_names),
-        action_low=[float(x) for x in probe.action_space.low],
-        action_high=[float(x) for x in probe.action_space.high],
-        control_rate_hz=float(probe.control_rate_hz),
-        provenance={"source": "crl demos", "env": args.env, "task": task, "episodes": args.episodes,
-                    "seed": args.seed, "noise": args.noise, "image_size": args.image_size},
-    )
-    probe.close()
-    successes = frames = 0
-    with DatasetWriter(out, metadata, overwrite=args.overwrite) as writer:
-        episodes = collect_demos(args.env, task, args.episodes, seed=args.seed,
-                                 image_size=args.image_size, workers=args.workers, noise=args.noise)
-        for ep in tqdm(episodes, total=args.episodes, desc=f"demos {args.env}/{task}", unit="ep"):
-            writer.add_episode(ep["images"], ep["actions"])
-            successes += int(ep["success"])
-            frames += len(ep["images"])
-    print(f"wrote {out}: {args.episodes} episodes, {frames} frames, "
-          f"scripted success {successes}/{args.episodes} ({100.0 * successes / args.episodes:.0f}%)")
+    try:
+        task = "play" if args.play else (args.task or get_suite(args.env).DEFAULT_TASK)
+        stats = write_demos(out, args.env, task, args.episodes, seed=args.seed, image_size=args.image_size,
+                            workers=args.workers, noise=args.noise, overwrite=args.overwrite, progress=True)
+    except (ValueError, DatasetError) as exc:
+        print(f"crl demos: {exc}", file=sys.stderr)
+        return 2
+    n = stats["episodes"]
+    print(f"wrote {out}: {n} episodes, {stats['frames']} frames, "
+          f"scripted success {stats['successes']}/{n} ({100.0 * stats['successes'] / n:.0f}%)")
     return 0

@@ -187,6 +187,44 @@ def collect_demos(suite_name: str, task_or_play: str, episodes: int, seed: int =
         yield from pool.imap(_demo_episode, jobs, chunksize=max(1, min(8, episodes // (4 * workers))))
 
 
+def write_demos(path: str | os.PathLike, suite_name: str, task_or_play: str, episodes: int, seed: int = 0,
+                image_size: int = 48, workers: int = 1, noise: float | None = None, overwrite: bool = False,
+                progress: bool = False) -> dict[str, Any]:
+    """Collect scripted demos into a crl_ros dataset file (written atomically by `DatasetWriter`).
+
+    Returns ``{"path", "episodes", "frames", "successes"}``.
+    """
+    from crl_ros.learning.dataset import DatasetMetadata, DatasetWriter
+
+    suite = get_suite(suite_name)
+    tasks = demo_tasks(suite_name, task_or_play)
+    probe = suite.make_env(tasks[0], image_size=image_size)
+    metadata = DatasetMetadata(
+        image_shape=probe.observation_space["image"].shape,
+        action_dim=int(probe.action_space.shape[0]),
+        action_names=list(probe.action_names),
+        action_low=[float(x) for x in probe.action_space.low],
+        action_high=[float(x) for x in probe.action_space.high],
+        control_rate_hz=float(probe.control_rate_hz),
+        provenance={"source": "scripted demos", "env": suite_name, "task": task_or_play, "episodes": episodes,
+                    "seed": seed, "noise": noise, "image_size": image_size},
+    )
+    probe.close()
+    stats = {"path": str(path), "episodes": episodes, "frames": 0, "successes": 0}
+    bar = _progress(episodes, f"demos {suite_name}/{task_or_play}", progress)
+    with DatasetWriter(path, metadata, overwrite=overwrite) as writer:
+        for ep in collect_demos(suite_name, task_or_play, episodes, seed=seed, image_size=image_size,
+                                workers=workers, noise=noise):
+            writer.add_episode(ep["images"], ep["actions"])
+            stats["frames"] += len(ep["images"])
+            stats["successes"] += int(ep["success"])
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return stats
+
+
 # -- videos ---------------------------------------------------------------------------------
 def side_by_side(frame: np.ndarray, goal_image: np.ndarray, gap: int = 2) -> np.ndarray:
     """Camera frame | white gap | goal image (resized to the frame's height by nearest neighbour)."""
