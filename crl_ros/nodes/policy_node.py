@@ -4,7 +4,8 @@ In: ``observation`` (sensor_msgs/Image rgb8, from camera_node) and ``goal_image`
 (latched, from goal_node; 0x0 = no goal). Out: ``action`` (std_msgs/Float32MultiArray,
 crl_ros layout: [dx, dy, dz, droll, dpitch, dyaw, gripper], see nodes/common.py),
 ``goal_score`` (std_msgs/Float32, the critic's logit; higher = closer to the goal) and
-``debug_image`` (observation | goal side by side with the score written on it).
+``debug_image`` (observation | goal side by side with the score written on it; its
+header stamp is the observation's, so latency can be measured end to end).
 
 It acts every 1/``rate_hz`` s (or on every new observation with ``act_on_observation``)
 and publishes NOTHING when there is no goal, no observation, the newest observation is
@@ -31,6 +32,8 @@ PARAMETERS = [
     ("act_on_observation", False, "act on every new observation instead of on a timer"),
     ("publish_debug_image", True, "publish debug_image (observation | goal, score overlay)"),
     ("debug_scale", 4, "upscaling of the debug image"),
+    ("torch_threads", 1, "CPU threads for inference (0 = torch's default); batch-1 inference gains little "
+                         "from more, and the other nodes need the cores"),
 ]
 
 
@@ -38,6 +41,9 @@ class PolicyNode(Node):
     def __init__(self, name: str = "policy_node", policy=None, **kwargs):
         super().__init__(name, **kwargs)
         p = common.declare_parameters(self, PARAMETERS, "policy_node")
+        if int(p["torch_threads"]) > 0:
+            import torch
+            torch.set_num_threads(int(p["torch_threads"]))
         if policy is None:
             from crl_ros.learning.checkpoint import CheckpointError
             from crl_ros.learning.policy import Policy

@@ -1,0 +1,201 @@
+"""Observation -> action latency through the ROS graph, and the policy forward pass alone.
+
+Graph: this process publishes 48x48 ``observation`` images at 30 Hz (stamped) and a
+latched ``goal_image``; policy_node runs as its own process (act_on_observation, so it
+acts on every frame it gets) and publishes ``action`` then ``debug_image``, whose header
+carries the observation's stamp. Latency = debug_image arrival - observation stamp: an
+upper bound of observation -> action (the action is published first). Frames the node
+skips because it is still busy are counted as unanswered. Targets (CPU): p99 <= 20 ms over >= 1000
+frames; policy forward p99 <= 10 ms. Writes bench/results/ros_latency.json.
+
+    python bench/ros_latency.py [--model CKPT] [--frames 1000] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict:
+    import torch
+    model = ""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": model or platform.processor(), "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": os.getloadavg()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def percentiles(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"n": int(a.size), "p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()), "mean_ms": float(a.mean())}
+
+
+def tiny_model(workdir: Path) -> Path:
+    """A freshly initialised stable_crl checkpoint (2 training steps on random data): the
+    forward cost does not depend on the weights."""
+    from crl_ros.learning.dataset import DatasetMetadata, DatasetWriter
+    from crl_ros.robot import actions
+    rng = np.random.default_rng(0)
+    meta = DatasetMetadata((48, 48, 3), 7, actions.ACTION_NAMES, [float(x) for x in actions.ACTION_LOW],
+                           [float(x) for x in actions.ACTION_HIGH])
+    data = workdir / "random.h5"
+    with DatasetWriter(data, meta) as w:
+        for _ in range(2):
+            w.add_episode(rng.integers(0, 256, (20, 48, 48, 3), dtype=np.uint8),
+                          rng.uniform(-0.01, 0.01, (20, 7)).astype(np.float32))
+    run = workdir / "run"
+    subprocess.run([sys.executable, "-m", "crl_ros.cli", "train", "--data", str(data), "--algo", "stable_crl",
+                    "--out", str(run), "--steps", "2", "--batch-size", "16", "--device", "cpu", "--no-progress"],
+                   check=True, capture_output=True)
+    return run / "model.pt"
+
+
+def forward_only(model: Path, device: str, n: int, threads: int) -> dict:
+    import torch
+    from crl_ros.learning.policy import Policy
+    if threads > 0:
+        torch.set_num_threads(threads)  # what policy_node does (its torch_threads parameter)
+    policy = Policy.load(model, device=device)
+    rng = np.random.default_rng(1)
+    obs = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    goal = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    for _ in range(20):
+        policy.act(obs, goal)
+    act_ms, both_ms = [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        policy.act(obs, goal)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        policy.score(obs, goal)
+        t2 = time.perf_counter()
+        act_ms.append(1e3 * (t1 - t0))
+        both_ms.append(1e3 * (t2 - t0))
+    return {"device": str(policy.device), "torch_threads": torch.get_num_threads(), "act": percentiles(act_ms),
+            "act_plus_score": percentiles(both_ms)}
+
+
+def through_graph(model: Path, frames: int, rate_hz: float, device: str) -> dict:
+    domain = 1 + (os.getpid() % 100)
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    from crl_ros.nodes import common
+
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-m", "crl_ros.nodes.policy_node", "--ros-args",
+                             "-p", f"model_path:={model}", "-p", f"device:={device}", "-p", "act_on_observation:=true",
+                             "-p", "max_observation_age_ms:=1000.0", "-p", "debug_scale:=1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    rclpy.init()
+    node = rclpy.create_node("latency_bench")
+    pending: set = set()
+    latencies: list[float] = []
+
+    def on_answer(msg):
+        now = time.time_ns()
+        stamp = common.stamp_to_ns(msg.header.stamp)
+        if stamp in pending:
+            pending.discard(stamp)
+            latencies.append((now - stamp) / 1e6)
+
+    try:
+        node.create_subscription(Image, "debug_image", on_answer, common.sensor_qos(depth=50))
+        obs_pub = node.create_publisher(Image, "observation", common.sensor_qos(depth=5))
+        goal_pub = node.create_publisher(Image, "goal_image", common.latched_qos())
+        rng = np.random.default_rng(2)
+        images = rng.integers(0, 256, (8, 48, 48, 3), dtype=np.uint8)
+        goal_pub.publish(common.image_msg(images[0]))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and obs_pub.get_subscription_count() == 0:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        # warm-up until actions flow
+        warm = 0
+        while time.monotonic() < deadline and len(latencies) < 30:
+            t = time.time_ns()
+            pending.add(t)
+            obs_pub.publish(common.image_msg(images[warm % 8], common.ns_to_stamp(t)))
+            warm += 1
+            end = time.monotonic() + 1 / rate_hz
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=max(0.0, end - time.monotonic()))
+        time.sleep(0.5)
+        rclpy.spin_once(node, timeout_sec=0.1)
+        pending.clear()
+        latencies.clear()
+        sent = 0
+        period = 1.0 / rate_hz
+        next_send = time.monotonic()
+        while sent < frames:
+            now = time.monotonic()
+            if now >= next_send:
+                t = time.time_ns()
+                pending.add(t)
+                obs_pub.publish(common.image_msg(images[sent % 8], common.ns_to_stamp(t)))
+                sent += 1
+                next_send += period
+            rclpy.spin_once(node, timeout_sec=max(0.0, next_send - time.monotonic()))
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end and pending:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        result = percentiles(latencies)
+        result.update({"frames_sent": sent, "actions_received": len(latencies), "unanswered": len(pending),
+                       "rate_hz": rate_hz})
+        return result
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        proc.terminate()
+        proc.wait(20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="checkpoint (default: a fresh 48x48 stable_crl model)")
+    parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (policy_node's torch_threads)")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "ros_latency.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(args.model) if args.model else tiny_model(Path(tmp))
+        result = {"machine": machine(), "model": str(args.model or "fresh stable_crl 48x48 (default network)")}
+        result["policy_forward"] = {args.device: forward_only(model, args.device, args.frames, args.threads)}
+        import torch
+        if torch.cuda.is_available() and not args.device.startswith("cuda"):
+            result["policy_forward"]["cuda"] = forward_only(model, "cuda", args.frames, args.threads)
+        result["observation_to_action"] = through_graph(model, args.frames, args.rate, args.device)
+    result["targets"] = {"graph_p99_ms": 20.0, "forward_p99_ms": 10.0}
+    result["meets_targets"] = {
+        "graph": result["observation_to_action"]["p99_ms"] <= 20.0,
+        "forward": result["policy_forward"][args.device]["act"]["p99_ms"] <= 10.0}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
