@@ -163,7 +163,9 @@ def run(args) -> int:
         return 130
     finally:
         if executor is not None:
-            executor.shutdown()
+            executor.shutdown(timeout_sec=5.0)  # let running callbacks finish before nodes go
+            for node in nodes:
+                executor.remove_node(node)
         for node in nodes:
             getattr(node, "close", lambda: None)()
             node.destroy_node()

@@ -86,7 +86,7 @@ class PolicyNode(Node):
             self.get_logger().info("goal cleared")
             return
         try:
-            goal = common.image_from_msg(msg)
+            goal = np.array(common.image_from_msg(msg))  # an owned copy (the decoder returns a view)
             self._check_shape(goal, "goal_image")
         except ValueError as exc:
             self.goal = None
@@ -119,7 +119,7 @@ class PolicyNode(Node):
                                       "not acting", throttle_duration_sec=2.0)
             return
         try:
-            obs = common.image_from_msg(msg)
+            obs = np.array(common.image_from_msg(msg))
             self._check_shape(obs, "observation")
             action = self.policy.act(obs, self.goal)
             score = self.policy.score(obs, self.goal)
