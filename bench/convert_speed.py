@@ -11,9 +11,7 @@ Writes bench/results/convert_speed.json with the machine noted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,22 +20,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from bench_common import machine, write_result  # noqa: E402
 from crl_ros.bags.convert import ConvertOptions, convert_bag  # noqa: E402
 from crl_ros.bags.writer import BagWriter, make_action, make_compressed_image, make_image  # noqa: E402
 from crl_ros.robot import actions, camera  # noqa: E402
 
 CROP = (80, 0, 560, 480)
 SIZE = (48, 48)
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "load_average_at_start": os.getloadavg()}
 
 
 def frames(n: int) -> list[np.ndarray]:
@@ -66,7 +55,7 @@ def main() -> None:
     raw = [(im.tobytes(), 640, 480, 1920, "rgb8") for im in imgs]
     bgr = [(np.ascontiguousarray(im[:, :, ::-1]).tobytes(), 640, 480, 1920, "bgr8") for im in imgs]
     jpeg = [camera.encode_compressed(im, "jpeg", 90) for im in imgs]
-    result = {"machine": machine(), "crop": CROP, "size": SIZE}
+    result = {"machine": machine(numpy=np.__version__), "crop": CROP, "size": SIZE}
     result["preprocess_rgb8"] = per_frame_rate(lambda m: camera.preprocess_image(camera.decode_raw(*m), CROP, SIZE),
                                                raw, args.frames)
     result["preprocess_bgr8"] = per_frame_rate(lambda m: camera.preprocess_image(camera.decode_raw(*m), CROP, SIZE),
@@ -100,10 +89,7 @@ def main() -> None:
 
     result["target_raw_frames_per_s_per_core"] = 1000
     result["meets_target"] = result["preprocess_rgb8"]["frames_per_cpu_s"] >= 1000
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ frames; policy forward p99 <= 10 ms. Writes bench/results/ros_latency.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,19 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_common import machine, write_result
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def machine() -> dict:
+def torch_info() -> dict:
     import torch
-    model = ""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": model or platform.processor(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "load_average_at_start": os.getloadavg()}
+    info = {"torch": torch.__version__, "torch_threads_default": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -181,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else tiny_model(Path(tmp))
-        result = {"machine": machine(), "model": str(args.model or "fresh stable_crl 48x48 (default network)")}
+        result = {"machine": machine(**torch_info()), "model": str(args.model or "fresh stable_crl 48x48 (default network)")}
         result["policy_forward"] = {args.device: forward_only(model, args.device, args.frames, args.threads)}
         import torch
         if torch.cuda.is_available() and not args.device.startswith("cuda"):
@@ -191,10 +184,7 @@ def main() -> None:
     result["meets_targets"] = {
         "graph": result["observation_to_action"]["p99_ms"] <= 20.0,
         "forward": result["policy_forward"][args.device]["act"]["p99_ms"] <= 10.0}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,16 @@ def observations(ros):
     ros.node.destroy_subscription(sub)
 
 
+def _publish_until_observed(ros, pub, msg, observations, proc):
+    ros.wait_for(lambda: pub.get_subscription_count() > 0, 20, "camera_node subscribed")
+    for _ in range(100):  # best effort: repeat until one gets through
+        pub.publish(msg)
+        ros.spin_for(0.05)
+        if observations:
+            return
+    raise AssertionError(f"no observation\n{proc.log()}")
+
+
 def _frame():
     rng = np.random.default_rng(5)
     return rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
@@ -29,7 +39,7 @@ def _frame():
 def test_camera_node_ingests_raw_images(procs, observations, encoding):
     from sensor_msgs.msg import Image
     ros = procs
-    ros.start("camera_node", crop=[20, 0, 140, 120], size=[48, 48])
+    proc = ros.start("camera_node", crop=[20, 0, 140, 120], size=[48, 48])
     pub = ros.node.create_publisher(Image, "image_raw", common.sensor_qos())
     frame = _frame()
     if encoding == "mono8":
@@ -40,13 +50,7 @@ def test_camera_node_ingests_raw_images(procs, observations, encoding):
     msg = Image(height=120, width=160, encoding=encoding, step=160 * data.shape[2])
     msg.data = data.tobytes()
     msg.header.stamp.sec, msg.header.stamp.nanosec = 1234, 5678
-    ros.wait_for(lambda: pub.get_subscription_count() > 0, 20, "camera_node subscribed")
-    for _ in range(100):
-        pub.publish(msg)
-        ros.spin_for(0.05)
-        if observations:
-            break
-    assert observations, ros.processes[-1].log()
+    _publish_until_observed(ros, pub, msg, observations, proc)
     obs = observations[-1]
     assert (obs.header.stamp.sec, obs.header.stamp.nanosec) == (1234, 5678)
     np.testing.assert_array_equal(common.image_from_msg(obs), camera.preprocess_image(frame, (20, 0, 140, 120), (48, 48)))
@@ -61,13 +65,7 @@ def test_camera_node_compressed_input_and_bad_encoding(procs, observations):
     frame = _frame()
     msg = CompressedImage(format="jpeg")
     msg.data = camera.encode_compressed(frame, "jpeg", quality=95)
-    ros.wait_for(lambda: pub.get_subscription_count() > 0, 20, "camera_node subscribed")
-    for _ in range(100):
-        pub.publish(msg)
-        ros.spin_for(0.05)
-        if observations:
-            break
-    assert observations, proc.log()
+    _publish_until_observed(ros, pub, msg, observations, proc)
     obs = common.image_from_msg(observations[-1])
     expected = camera.preprocess_image(camera.decode_compressed(bytes(msg.data)), None, (30, 40))
     np.testing.assert_array_equal(obs, expected)
@@ -108,3 +106,26 @@ def test_sim_node_follows_joint_trajectories(procs):
     assert reply.success and "episode 1" in reply.message
     ros.wait_for(lambda: np.linalg.norm(np.array(states[-1].position[:6]) - target) > 0.1, 10,
                  "arm at the next episode's start pose after reset")
+
+
+def test_camera_node_folder_source_publishes_raw_and_observation(procs, observations, tmp_path):
+    from PIL import Image as PILImage
+    from sensor_msgs.msg import Image
+    ros = procs
+    frame = _frame()
+    PILImage.fromarray(frame).save(tmp_path / "a.png")
+    raw = []
+    sub = ros.node.create_subscription(Image, "image_raw", raw.append, common.sensor_qos())
+    proc = ros.start("camera_node", source=f"folder:{tmp_path}", fps=10.0, crop=[20, 0, 140, 120], size=[24, 24])
+    ros.wait_for(lambda: observations and raw, 20, "observation and image_raw from the folder", procs=[proc])
+    np.testing.assert_array_equal(common.image_from_msg(raw[-1]), frame)
+    np.testing.assert_array_equal(common.image_from_msg(observations[-1]),
+                                  camera.preprocess_image(frame, (20, 0, 140, 120), (24, 24)))
+    ros.node.destroy_subscription(sub)
+    # a device source without OpenCV installed fails with an explanation, not a traceback
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        bad = ros.start("camera_node", name="camera_dev", source="device:0")
+        assert bad.proc.wait(30) == 1
+        assert "opencv" in bad.log().lower()
