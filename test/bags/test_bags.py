@@ -173,3 +173,27 @@ def test_missing_bag_and_existing_output(tmp_path):
     with pytest.raises(FileExistsError):
         convert_bags([bag], tmp_path / "d.h5", ConvertOptions(**OPTS))
     assert (tmp_path / "d.h5").read_bytes() == b"precious"
+
+
+def test_file_compressed_sqlite3_bag_from_ros2_bag_record_style(tmp_path):
+    """`ros2 bag record --compression-mode file --compression-format zstd` bags: the whole
+    .db3 is zstd-compressed; the reader decompresses it."""
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+    from crl_ros.bags.writer import typestore
+    store = typestore()
+    path = tmp_path / "filecomp"
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3)
+    writer.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
+    writer.open()
+    image = writer.add_connection("/image_raw", "sensor_msgs/msg/Image", typestore=store)
+    action = writer.add_connection("/action", "std_msgs/msg/Float32MultiArray", typestore=store)
+    for i in range(30):
+        t = T0 + i * CAM_PERIOD
+        writer.write(image, t, store.serialize_cdr(make_image(frame(i), t), "sensor_msgs/msg/Image"))
+        if i % 6 == 3:
+            writer.write(action, t + 1, store.serialize_cdr(make_action([0.0] * 6 + [1.0]), "std_msgs/msg/Float32MultiArray"))
+    writer.close()
+    assert list(path.glob("*.zstd")), "expected a file-compressed bag"
+    ep = convert_bag(path, ConvertOptions(**OPTS))
+    assert len(ep.images) == 5 and [int(im[0, 0, 0]) for im in ep.images] == [3, 9, 15, 21, 27]
+    assert ep.proprio is None  # no joint states recorded
