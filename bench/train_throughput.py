@@ -75,6 +75,7 @@ def machine_info(device: torch.device) -> dict:
                      "figures are lower bounds; cpu_seconds_per_step of 1-thread runs is the work per step")}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["float32_matmul_precision"] = torch.get_float32_matmul_precision()
     return info
 
 
@@ -98,6 +99,9 @@ def main() -> None:
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
+    if device.type == "cuda":
+        # TF32 tensor cores for the fp32 runs (what a trainer on CUDA should use too).
+        torch.set_float32_matmul_precision("high")
     batch_size = args.batch_size or (2048 if device.type == "cuda" else 256)
     steps = args.steps or (50 if device.type == "cuda" else 10)
     dataset = synthetic_dataset(args.frames, args.image_size, action_dim=7)
