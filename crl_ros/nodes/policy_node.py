@@ -122,14 +122,20 @@ class PolicyNode(Node):
             obs = np.array(common.image_from_msg(msg))
             self._check_shape(obs, "observation")
             action = self.policy.act(obs, self.goal)
-            score = self.policy.score(obs, self.goal)
         except (ValueError, FloatingPointError) as exc:
             self.counts["bad_input"] += 1
             self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=2.0)
             return
+        # The action goes out first; the critic's score (a second, larger forward pass)
+        # and the debug image follow without delaying it.
         self.action_pub.publish(common.action_msg(action))
         self.counts["acted"] += 1
         self.last_latency_ms = (time.time_ns() - stamp_ns) / 1e6
+        try:
+            score = self.policy.score(obs, self.goal)
+        except FloatingPointError as exc:
+            self.get_logger().error(f"goal score: {exc}", throttle_duration_sec=2.0)
+            score = None
         if score is not None:
             self.score_pub.publish(Float32(data=float(score)))
         if self.debug and self.debug_pub.get_subscription_count() > 0:
