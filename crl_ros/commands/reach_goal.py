@@ -55,7 +55,6 @@ def set_goal_path(client_node, goal_node_name: str, path: str, timeout: float = 
 
 
 def run(args) -> int:
-    import numpy as np
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from sensor_msgs.msg import Image

@@ -134,13 +134,14 @@ def _record_sim(args) -> int:
 def _record_live(args) -> int:
     import threading
 
+    import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from std_srvs.srv import Trigger
 
     from crl_ros.nodes.recorder_node import RecorderNode
 
     recorder = RecorderNode(parameter_overrides=_recorder_overrides(args))
-    client_node = rclpy_node("crl_record_client")
+    client_node = rclpy.create_node("crl_record_client")
     start = client_node.create_client(Trigger, "start_episode")
     end = client_node.create_client(Trigger, "end_episode")
     executor = MultiThreadedExecutor()
@@ -165,8 +166,3 @@ def _record_live(args) -> int:
         recorder.destroy_node()
         client_node.destroy_node()
     return 0
-
-
-def rclpy_node(name: str):
-    import rclpy
-    return rclpy.create_node(name)

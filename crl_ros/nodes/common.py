@@ -209,8 +209,8 @@ def action_msg(values: Sequence[float]):
 
     values = np.asarray(values, dtype=np.float32).reshape(-1)
     msg = Float32MultiArray()
-    msg.layout.dim = [MultiArrayDimension(label=",".join(ACTION_NAMES[:len(values)]) if len(values) == len(ACTION_NAMES)
-                                          else "action", size=len(values), stride=len(values))]
+    label = ",".join(ACTION_NAMES) if len(values) == len(ACTION_NAMES) else "action"
+    msg.layout.dim = [MultiArrayDimension(label=label, size=len(values), stride=len(values))]
     msg.data = array.array("f", values.tobytes())
     return msg
 

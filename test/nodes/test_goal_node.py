@@ -1,7 +1,6 @@
 """goal_node as a process: capture_goal turns the current observation into the latched
 goal_image; clear_goal empties it; goal_image_path loads a file at run time."""
 import numpy as np
-import pytest
 
 from crl_ros.nodes import common
 
