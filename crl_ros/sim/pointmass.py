@@ -5,9 +5,9 @@ unit square (x right, y up) with two interior walls, so some goals need a detour
 
     +-----------------------+
     | TL                 TR |
-    |          C      =====|   (a shelf on the right at y ~ 0.63)
+    |          C      =====|   (a shelf on the right at y ~ 0.6)
     |           |          |
-    |           |          |   (a wall from the floor up to y = 0.5 at x = 0.5)
+    |           |          |   (a wall from the floor up to y = 0.44 at x = 0.5)
     | BL        |      BR  |
     +-----------------------+
 
@@ -35,8 +35,8 @@ from gymnasium import spaces
 
 #: interior walls as axis-aligned rectangles (x0, y0, x1, y1) in room coordinates
 WALLS = np.array([
-    [0.46, 0.00, 0.54, 0.50],
-    [0.74, 0.60, 1.00, 0.66],
+    [0.46, 0.00, 0.54, 0.44],
+    [0.74, 0.56, 1.00, 0.62],
 ], dtype=np.float64)
 POINT_RADIUS = 0.06
 MAX_STEP = 0.06
@@ -48,7 +48,7 @@ EVAL_GOALS = {
     "reach_bottom_left": (0.20, 0.20),
     "reach_bottom_right": (0.80, 0.22),
     "reach_top_left": (0.18, 0.85),
-    "reach_top_right": (0.87, 0.84),
+    "reach_top_right": (0.86, 0.84),
     "reach_center": (0.42, 0.66),
 }
 TASKS = list(EVAL_GOALS)
