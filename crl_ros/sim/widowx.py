@@ -21,7 +21,7 @@ from gymnasium import spaces
 from crl_ros.robot import actions, kinematics
 from crl_ros.sim import scripted
 from crl_ros.sim.tasks import PLAY_TASK_NAME, TASK_LIST
-from crl_ros.sim.widowx_sim import WidowXSim
+from crl_ros.sim.widowx_sim import SUPERSAMPLE, WidowXSim
 
 TASKS = [task.name for task in TASK_LIST]
 DEFAULT_TASK = "pick_place_table"
@@ -42,10 +42,12 @@ class WidowXEnv(gym.Env):
     action_names = list(actions.ACTION_NAMES)
 
     def __init__(self, task: str = DEFAULT_TASK, image_size: int = 48, seed: int | None = None,
-                 max_episode_steps: int | None = None, camera: str = "overhead", render_size: int = 128):
+                 max_episode_steps: int | None = None, camera: str = "overhead", render_size: int = 128,
+                 supersample: int = SUPERSAMPLE):
         self.sim = WidowXSim(task, max_render_size=max(640, image_size, render_size))
         self.image_size = int(image_size)
         self.render_size = int(render_size)
+        self.supersample = int(supersample)  # 1: direct small renders, faster but unlike camera_node's pixels
         self.camera = camera
         self.render_mode = "rgb_array"
         self._max_steps_override = max_episode_steps
@@ -71,7 +73,8 @@ class WidowXEnv(gym.Env):
             seed = int(self._seed_rng.integers(2 ** 31))
         self.sim.reset((options or {}).get("task"), seed=seed)
         self._steps = 0
-        info = {"goal_image": self.sim.goal_image(self.image_size, self.image_size, self.camera),
+        info = {"goal_image": self.sim.goal_image(self.image_size, self.image_size, self.camera,
+                                                   observation=True, supersample=self.supersample),
                 "success": self.sim.success(), "task": self.task}
         return self._observation(), info
 
@@ -93,7 +96,7 @@ class WidowXEnv(gym.Env):
     def _observation(self) -> dict[str, np.ndarray]:
         pose = kinematics.pose_to_xyzrpy(self.sim.ee_pose())
         state = np.concatenate([self.sim.arm_joints(), pose, [self.sim.gripper_opening()]]).astype(np.float32)
-        return {"image": self.sim.render(self.image_size, self.image_size, self.camera), "state": state}
+        return {"image": self.sim.camera_image(self.image_size, self.camera, self.supersample), "state": state}
 
 
 def make_env(task: str = DEFAULT_TASK, image_size: int = 48, seed: int | None = None, **kwargs: Any) -> WidowXEnv:
