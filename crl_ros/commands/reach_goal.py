@@ -77,7 +77,7 @@ def run(args) -> int:
 
     rclpy.init(args=[])
     nodes = []
-    executor = None
+    executor = spinner = None
     try:
         sim = None
         if args.sim:
@@ -163,6 +163,8 @@ def run(args) -> int:
     finally:
         if executor is not None:
             executor.shutdown(timeout_sec=5.0)  # let running callbacks finish before nodes go
+            if spinner is not None:
+                spinner.join(timeout=5.0)  # the spin loop's last tasks must not outlive the nodes
             for node in nodes:
                 executor.remove_node(node)
         for node in nodes:
