@@ -134,7 +134,14 @@ def run(args) -> int:
         executor = MultiThreadedExecutor(num_threads=4)
         for node in nodes:
             executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinning = threading.Event()
+        spinning.set()
+
+        def spin() -> None:
+            while spinning.is_set():
+                executor.spin_once(timeout_sec=0.1)
+
+        spinner = threading.Thread(target=spin, daemon=True)
         spinner.start()
 
         ok, reason = set_goal_path(monitor, "goal_node", goal_path)
@@ -162,11 +169,16 @@ def run(args) -> int:
         return 130
     finally:
         if executor is not None:
-            executor.shutdown(timeout_sec=5.0)  # let running callbacks finish before nodes go
             if spinner is not None:
-                spinner.join(timeout=5.0)  # the spin loop's last tasks must not outlive the nodes
+                spinning.clear()
+                spinner.join(timeout=5.0)
             for node in nodes:
                 executor.remove_node(node)
+            # rclpy's MultiThreadedExecutor.shutdown destroys its guard condition without waiting
+            # for callbacks already handed to its threads; give those a moment to finish so they
+            # do not fail on the destroyed guard ("exception was never retrieved").
+            time.sleep(0.3)
+            executor.shutdown(timeout_sec=5.0)
         for node in nodes:
             getattr(node, "close", lambda: None)()
             node.destroy_node()
