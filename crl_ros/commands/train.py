@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
     parser.add_argument("--compile", action="store_true", help="torch.compile the update (CUDA)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="data-parallel processes on this machine (one per GPU on CUDA; gloo on CPU); "
+                             "the batch size is the global one, split between them")
 
 
 def make_sim_evaluator(env: str, episodes: int, seed: int = 0):
@@ -45,6 +48,34 @@ def make_sim_evaluator(env: str, episodes: int, seed: int = 0):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.nproc > 1:
+        return _run_processes(args)
+    return _train(args)
+
+
+def _process_main(args: argparse.Namespace) -> None:
+    from crl_ros.learning import distributed
+    try:
+        code = _train(args)
+    finally:
+        distributed.shutdown()
+    if code:
+        sys.exit(code)
+
+
+def _run_processes(args: argparse.Namespace) -> int:
+    from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
+
+    from crl_ros.learning import distributed
+    try:
+        distributed.launch(args.nproc, _process_main, args)
+    except (ProcessExitedException, ProcessRaisedException) as exc:
+        print(f"crl train: a training process failed: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
@@ -91,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
                        evaluator=evaluator)
     except (DatasetError, CheckpointError, TrainError, ValueError) as exc:
         return fail(str(exc))
+    from crl_ros.learning import distributed
+    if not distributed.is_main_process():
+        return 0
     print(f"trained {result.step} steps ({result.steps_per_second:.2f} steps/s); model: {result.model_path}")
     if result.eval:
         print("evaluation: " + ", ".join(f"{k} {v:.3f}" for k, v in result.eval.items()))

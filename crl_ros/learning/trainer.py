@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from crl_ros.learning import distributed
 from crl_ros.learning.checkpoint import (CheckpointError, CheckpointMeta, MODEL_FILENAME, capture_rng_state,
                                          list_step_checkpoints, load_checkpoint, restore_rng_state,
                                          save_checkpoint, step_checkpoint_path)
@@ -120,12 +121,20 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
 
     out = Path(out_dir)
     device = resolve_device(config.device)
+    # Several processes (crl train --nproc, torchrun): gradients averaged, process 0 writes.
+    distributed.init_from_environment(device.type)
+    device = distributed.local_device(device)
+    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main_process()
+    if not main:
+        evaluator = None
     if isinstance(data, Dataset):
         dataset, paths = data, [data.path] if data.path else []
     else:
         paths = [Path(p) for p in data]
         dataset = load_many(paths)
-    prepare_out_dir(out, resume, force)
+    if main:
+        prepare_out_dir(out, resume, force)
+    distributed.barrier()
 
     checkpoint = None
     if resume:
@@ -144,7 +153,8 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
 
     meta_ds = dataset.metadata
     seed_everything(config.seed)
-    sampler = Sampler(dataset, device, seed=config.seed,
+    # Each process draws its own batches (process 0 keeps the single-process seed).
+    sampler = Sampler(dataset, device, seed=config.seed + rank * 1_000_003,
                       action_mean=None if checkpoint is None else np.asarray(checkpoint.meta.action_mean),
                       action_std=None if checkpoint is None else np.asarray(checkpoint.meta.action_std))
     agent = make_agent(algorithm, agent_config, image_shape=meta_ds.image_shape, action_dim=meta_ds.action_dim,
@@ -165,29 +175,41 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
                              f"match the run ({checkpoint.meta.image_shape}, {checkpoint.meta.action_dim} actions)")
         agent.load_state_dict(checkpoint.model)
         agent.load_optimizer_state(checkpoint.training["optimizer"])
-        sampler.load_state_dict(checkpoint.training["sampler"])
-        restore_rng_state(checkpoint.training["rng"])
         start_step = int(checkpoint.training["step"])
-        print(f"resuming {algorithm} from {checkpoint.path} at step {start_step}")
-    else:
+        if rank == 0:  # the saved sampler is process 0's; the others draw fresh streams
+            sampler.load_state_dict(checkpoint.training["sampler"])
+            restore_rng_state(checkpoint.training["rng"])
+        else:
+            sampler = Sampler(dataset, device, seed=config.seed + rank * 1_000_003 + start_step,
+                              action_mean=sampler.action_mean, action_std=sampler.action_std)
+        if main:
+            print(f"resuming {algorithm} from {checkpoint.path} at step {start_step}")
+    elif main:
         (out / "run.json").write_text(json.dumps({
             "algorithm": algorithm, "agent_config": config_to_dict(agent_config),
             "train_config": dataclasses.asdict(config), "device": str(device), "dataset": meta.dataset,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
 
+    distributed.broadcast_parameters_(agent)
     update = torch.compile(agent.update) if config.compile else agent.update
     policy = Policy(agent, meta, device)
-    writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step if resume else None)
-    metrics_file = open(out / "metrics.jsonl", "a")
-    batch_size = agent_config.batch_size
+    writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step if resume else None) if main else None
+    metrics_file = open(out / "metrics.jsonl", "a") if main else None
+    if agent_config.batch_size % world:
+        raise TrainError(f"batch_size {agent_config.batch_size} does not split over {world} processes")
+    batch_size = agent_config.batch_size // world  # the global batch stays the configured one
 
     def log(step: int, kind: str, scalars: dict[str, float]) -> None:
+        if not main:
+            return
         for key, value in scalars.items():
             writer.add_scalar(f"{kind}/{key}", value, step)
         metrics_file.write(json.dumps({"step": step, "kind": kind, **scalars}) + "\n")
         metrics_file.flush()
 
-    def save(step: int) -> Path:
+    def save(step: int) -> Path | None:
+        if not main:
+            return None
         step_meta = dataclasses.replace(meta, step=step)
         training = {"step": step, "optimizer": agent.optimizer_state(), "sampler": sampler.state_dict(),
                     "rng": capture_rng_state(), "train_config": dataclasses.asdict(config)}
@@ -219,7 +241,7 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     t_log, step_log = time.perf_counter(), start_step
     t_start = time.perf_counter()
     bar = tqdm(total=config.steps, initial=start_step, desc=f"train {algorithm}", unit="step",
-               disable=not config.progress, dynamic_ncols=True)
+               disable=not (config.progress and main), dynamic_ncols=True)
     step = start_step
     try:
         while step < config.steps:
@@ -245,7 +267,7 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
                 rate = (step - step_log) / max(now - t_log, 1e-9)
                 t_log, step_log = now, step
                 log(step, "train", scalars)
-                log(step, "perf", {"steps_per_s": rate, "samples_per_s": rate * batch_size})
+                log(step, "perf", {"steps_per_s": rate, "samples_per_s": rate * batch_size * world})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(scalars.items())[:3]}, refresh=False)
                 sums, count = {}, 0
 
@@ -265,8 +287,9 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
             last_eval = run_evaluation(step)
     finally:
         bar.close()
-        writer.close()
-        metrics_file.close()
+        if main:
+            writer.close()
+            metrics_file.close()
     elapsed = time.perf_counter() - t_start
     return TrainResult(out_dir=out, model_path=out / MODEL_FILENAME, step=step,
                        steps_per_second=(step - start_step) / max(elapsed, 1e-9), eval=last_eval)

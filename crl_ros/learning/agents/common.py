@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from crl_ros.learning import distributed
 from crl_ros.learning.agents.base import Agent
 from crl_ros.learning.augment import batch_coin, color_jitter, random_resized_crop, random_shift
 from crl_ros.learning.networks import NetworkConfig, images_to_float
@@ -48,6 +49,7 @@ class OfflineAgent(Agent):
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.all_reduce_gradients_(self.parameters())  # no-op in a single process
         self.optimizer.step()
 
     def autocast(self) -> contextlib.AbstractContextManager:
