@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--joint-topic", help="joint state topic (default joint_states)")
     parser.add_argument("--rate", type=float, default=5.0, help="control rate in Hz (default 5)")
     parser.add_argument("--crop", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
-                        help="crop of the camera frame (default: camera_node's, config/camera_node.yaml)")
+                        help="crop of the camera frame, 0 0 0 0 for none (default: camera_node's, config/camera_node.yaml)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                         help="image size (default: camera_node's, config/camera_node.yaml)")
     parser.add_argument("--max-gap", type=float, default=0.5, help="longest silence allowed in a topic (s)")
@@ -32,7 +32,7 @@ def run(args) -> int:
     from crl_ros.nodes.common import crop_from_param, node_defaults
 
     camera_cfg = node_defaults("camera_node")
-    crop = args.crop if args.crop else crop_from_param(camera_cfg.get("crop", [0, 0, 0, 0]))
+    crop = crop_from_param(args.crop if args.crop else camera_cfg.get("crop", [0, 0, 0, 0]))
     size = args.size if args.size else camera_cfg.get("size", [48, 48])
     options = ConvertOptions(image_topic=args.image_topic, action_topic=args.action_topic,
                              joint_topic=args.joint_topic, rate_hz=args.rate, crop=crop, size=tuple(size),
