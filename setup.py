@@ -28,7 +28,6 @@ setup(
     maintainer_email="crl-ros@example.com",
     description="Stable Contrastive RL for goal-image reaching on the WidowX 250 (ROS 2).",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "crl = crl_ros.cli:main",

@@ -28,7 +28,8 @@ fi
 sys_site=""
 if [ -n "${ROS_DISTRO:-}" ] && "$PY" -c 'import rclpy' 2>/dev/null; then sys_site="--system-site-packages"; fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv $sys_site "$VENV"
-pip() { "$VENV/bin/python" -m pip "$@"; }
+# pip warns about every package missing from local extra indexes some machines configure: noise
+pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location .* is ignored" >&2); }
 pip install -q --upgrade pip wheel setuptools >/dev/null
 
 # torch: keep a working install (any CUDA build the user has); else the pinned version.
