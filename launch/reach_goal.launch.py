@@ -33,7 +33,7 @@ PACKAGE = "crl_ros"
 ARGUMENTS = [
     ("use_sim", "true", "run sim_node (MuJoCo WidowX) instead of a real robot driver and camera"),
     ("robot_model", "wx250s", "Interbotix robot model (arm_backend:=interbotix)"),
-    ("model_path", "", "trained checkpoint (model.pt) for policy_node"),
+    ("model_path", "widowx_stable_crl.pt", "trained checkpoint for policy_node (a path, or a name in the package's models/; default: the bundled sim model)"),
     ("camera_source", "topic", "camera_node source: topic (a driver's image_raw) | device:N | file:PATH | folder:DIR"),
     ("camera_transport", "raw", "with camera_source:=topic: raw or compressed"),
     ("image_topic", "image_raw", "the camera driver's image topic (remapped to camera_node's image_raw)"),

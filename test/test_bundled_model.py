@@ -1,0 +1,38 @@
+"""The model shipped in models/ (what `make demo` and the launch files use by default) loads
+and acts sensibly on simulator images."""
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from crl_ros.learning.policy import Policy
+from crl_ros.robot import actions
+from crl_ros.sim.widowx import make_env
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "widowx_stable_crl.pt"
+
+
+def test_bundled_model_is_the_configured_default_and_small_enough_for_git():
+    params = yaml.safe_load((REPO / "config" / "policy_node.yaml").read_text())["/**"]["ros__parameters"]
+    assert params["model_path"] == MODEL.name
+    assert MODEL.stat().st_size < 50 * 2**20
+    assert (REPO / "models" / "MODEL_CARD.md").exists()
+
+
+def test_bundled_model_acts_within_bounds_and_scores_its_goal():
+    policy = Policy.load(MODEL, device="cpu")
+    assert policy.algorithm == "stable_crl"
+    assert policy.image_shape == (48, 48, 3) and policy.action_names == list(actions.ACTION_NAMES)
+    env = make_env("reach", image_size=48)
+    obs, info = env.reset(seed=100)
+    action = policy.act(obs["image"], info["goal_image"])
+    assert action.shape == (7,) and np.isfinite(action).all()
+    assert (action >= actions.ACTION_LOW - 1e-6).all() and (action <= actions.ACTION_HIGH + 1e-6).all()
+    other_goal = env.reset(seed=101, options={"task": "open_drawer"})[1]["goal_image"]
+    goal_score = policy.score(info["goal_image"], info["goal_image"])
+    assert np.isfinite(goal_score)
+    batch = policy.act(np.stack([obs["image"]] * 3), np.stack([info["goal_image"], other_goal, other_goal]))
+    assert batch.shape == (3, 7)
+    np.testing.assert_allclose(batch[0], action, atol=1e-5)
+    env.close()
