@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _reach_goal(args, out: Path) -> int:
-    from crl_ros.commands import reach_goal
+    from crl_ros.nodes import reach_goal_bringup as reach_goal
     from crl_ros.nodes import common
 
     if args.model:
