@@ -221,6 +221,28 @@ def action_from_msg(msg) -> np.ndarray:
 
 # --- running a node -------------------------------------------------------------------------
 
+def call_service(client, request, timeout: float = 10.0, retry: bool = True, attempt_timeout: float = 2.0):
+    """Blocking service call from a node spun by another thread; None when no reply came.
+
+    Fast DDS drops a reply when the server has not yet matched the client's reply reader
+    ("failed to send response (timeout)"), which a loaded machine hits right after
+    discovery. An idempotent request (``retry=True``) is therefore sent again when no
+    reply comes within ``attempt_timeout``, until ``timeout``.
+    """
+    import time
+
+    end = time.monotonic() + timeout
+    if not client.wait_for_service(timeout_sec=timeout):
+        return None
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return None
+        result = client.call(request, timeout_sec=min(attempt_timeout, left) if retry else left)
+        if result is not None or not retry:
+            return result
+
+
 def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     """rclpy.init, build the node, spin until Ctrl-C / SIGTERM, then clean up.
 

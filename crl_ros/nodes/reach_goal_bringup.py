@@ -42,15 +42,17 @@ def set_goal_path(client_node, goal_node_name: str, path: str, timeout: float = 
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
 
+    from crl_ros.nodes import common
+
     client = client_node.create_client(SetParameters, f"{goal_node_name}/set_parameters")
-    if not client.wait_for_service(timeout_sec=timeout):
-        return False, f"{goal_node_name}/set_parameters is not available"
     request = SetParameters.Request(parameters=[Parameter(
         name="goal_image_path", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=path))])
-    result = client.call(request, timeout_sec=timeout)
-    client_node.destroy_client(client)
+    try:
+        result = common.call_service(client, request, timeout=timeout)
+    finally:
+        client_node.destroy_client(client)
     if result is None:
-        return False, "no reply from goal_node"
+        return False, f"no reply from {goal_node_name}/set_parameters within {timeout:.0f} s"
     return result.results[0].successful, result.results[0].reason
 
 

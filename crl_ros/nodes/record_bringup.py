@@ -138,6 +138,7 @@ def _record_live(args) -> int:
     from rclpy.executors import MultiThreadedExecutor
     from std_srvs.srv import Trigger
 
+    from crl_ros.nodes import common
     from crl_ros.nodes.recorder_node import RecorderNode
 
     recorder = RecorderNode(parameter_overrides=_recorder_overrides(args))
@@ -157,7 +158,10 @@ def _record_live(args) -> int:
                 input()
             except EOFError:
                 break
-            reply = (end if recording else start).call(Trigger.Request())
+            reply = common.call_service(end if recording else start, Trigger.Request(), retry=False)
+            if reply is None:
+                print("no reply from the recorder (start_episode/end_episode); try again")
+                continue
             print(("saved " if recording else "recording to ") + reply.message if reply.success else reply.message)
             recording = not recording if reply.success else recording
     finally:

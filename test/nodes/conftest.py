@@ -102,13 +102,32 @@ class RosHarness:
         logs = "\n".join(f"--- {p.module} ---\n{p.log()[-3000:]}" for p in (procs or self.processes))
         raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
 
-    def call(self, srv_type, name: str, request=None, timeout: float = 20.0):
+    def call(self, srv_type, name: str, request=None, timeout: float = 20.0, retry: bool = True,
+             attempt_timeout: float = 4.0):
+        """Call a service and return its response.
+
+        Fast DDS drops a response when the server has not yet matched the client's reply
+        reader (100 ms wait, "failed to send response (timeout)"), which happens on a loaded
+        machine even after service_is_ready(). So the client settles a moment after the
+        service is seen, and an idempotent request (``retry=True``) is sent again when no
+        reply comes within ``attempt_timeout``.
+        """
         client = self.node.create_client(srv_type, name)
         try:
             self.wait_for(client.service_is_ready, timeout, f"service {name}")
-            future = client.call_async(request or srv_type.Request())
-            self.wait_for(future.done, timeout, f"response from {name}")
-            return future.result()
+            self.spin_for(0.3)
+            end = time.monotonic() + timeout
+            request = request or srv_type.Request()
+            while True:
+                future = client.call_async(request)
+                wait = min(attempt_timeout, end - time.monotonic()) if retry else end - time.monotonic()
+                try:
+                    self.wait_for(future.done, max(wait, 0.1), f"response from {name}")
+                    return future.result()
+                except AssertionError:
+                    client.remove_pending_request(future)
+                    if not retry or time.monotonic() >= end:
+                        raise
         finally:
             self.node.destroy_client(client)
 

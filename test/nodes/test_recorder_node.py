@@ -53,15 +53,15 @@ def test_one_bag_per_episode(procs, publishers, tmp_path):
     _send(ros, image_pub, action_pub, 5, 200)  # before any episode: not recorded
     bags = []
     for episode in range(2):
-        reply = ros.call(Trigger, "start_episode")
+        reply = ros.call(Trigger, "start_episode", retry=False)
         assert reply.success, reply.message
-        assert not ros.call(Trigger, "start_episode").success  # one at a time
+        assert not ros.call(Trigger, "start_episode", retry=False).success  # one at a time
         _send(ros, image_pub, action_pub, 10, 10 * episode)
         ros.spin_for(0.3)
-        reply = ros.call(Trigger, "end_episode")
+        reply = ros.call(Trigger, "end_episode", retry=False)
         assert reply.success, reply.message
         bags.append(reply.message)
-    assert not ros.call(Trigger, "end_episode").success
+    assert not ros.call(Trigger, "end_episode", retry=False).success
 
     assert len(set(bags)) == 2
     for episode, bag in enumerate(bags):
@@ -85,7 +85,7 @@ def test_open_episode_is_saved_on_shutdown(procs, publishers, tmp_path, sig):
                      storage="sqlite3", compression="zstd")
     status, sub = _status_listener(ros)
     _wait_subscribed(ros, status)
-    reply = ros.call(Trigger, "start_episode")
+    reply = ros.call(Trigger, "start_episode", retry=False)
     assert reply.success
     _send(ros, image_pub, action_pub, 8, 0)
     ros.spin_for(0.3)
