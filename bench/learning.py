@@ -1,14 +1,28 @@
-"""Learning benchmark: success on held-out goals per algorithm, trained on the same demos.
+"""Learning benchmark: success on held-out goals per method, all trained on the same data.
 
-Generates scripted play demonstrations (goals away from every evaluation goal), trains each
-algorithm for a fixed number of steps per seed, evaluates it on every task of the suite
-(held-out goals, fixed starts per evaluation seed) and compares with a random policy.
-Prints JSON and writes bench/results/learning_<env>.json with the machine noted.
+Methods: Stable CRL, "CRL without the design decisions" (Stable CRL with layer norm, cold
+init and augmentation switched off: the paper's ablation), GC-IQL and GCBC. Each is trained
+for the profile's steps per seed, evaluated on every task of the suite from fixed starts
+(evaluation seeds the training data does not use) and compared with a random policy.
+Results go to bench/results/learning_<env>[_<profile>].json after EVERY run (so an
+interrupted benchmark keeps what it measured; ``--resume`` skips finished runs), with the
+machine and the exact settings. Trained models stay in ``--workdir``.
 
-    python bench/learning.py --env pointmass [--steps N] [--algos stable_crl gcbc gciql] [--seeds 0 1]
+    python bench/learning.py --env pointmass                       # point-mass, CPU minutes
+    python bench/learning.py --env widowx --profile cpu \\
+        --data data/widowx_play_300.h5 data/widowx_reach_200.h5    # CPU budget, ~1.5 h on 2 cores
+    python bench/learning.py --env widowx --profile paper          # 300k steps, batch 2048: GPU
+    python bench/learning_report.py bench/results/learning_widowx_cpu.json   # docs/results.md + chart
 
-The point-mass runs use the suite's small network (crl_ros.sim.pointmass.TRAIN_OVERRIDES);
-add --set key=value to change it.
+Profiles (``--steps``, ``--batch-size``, ``--set`` override them):
+
+- ``pointmass``: the suite's small network, 3000 steps.
+- ``cpu``: batch 128, 256-wide MLPs, a half-width encoder, bf16, 4000 steps: what a
+  2-core CPU trains 12 runs of in about an hour. NOT the paper's scale.
+- ``paper``: the paper's network (1024-wide, 4-layer MLPs), batch 2048 for every method,
+  300k steps, bf16 autocast: one run is about an hour on one H100 at the 83 steps/s target.
+
+Without ``--data`` the benchmark first writes ``--demo-episodes`` scripted play episodes.
 """
 from __future__ import annotations
 
@@ -16,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +44,27 @@ from crl_ros.sim.rollout import PolicyActor, RandomActor, evaluate, mean_success
 from crl_ros.sim.suites import get_suite
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+#: method name -> (algorithm, config overrides that define it)
+METHODS: dict[str, tuple[str, list[str]]] = {
+    "stable_crl": ("stable_crl", []),
+    "crl_no_design": ("stable_crl", ["layer_norm=false", "cold_init=false", "augment=false"]),
+    "gciql": ("gciql", []),
+    "gcbc": ("gcbc", []),
+}
+
+PROFILES: dict[str, dict[str, object]] = {
+    "pointmass": {"steps": 3000, "batch_size": None, "overrides": None,  # None: the suite's TRAIN_OVERRIDES
+                  "eval_episodes": 20, "eval_seed": 0, "seeds": [0], "demo_episodes": 1000,
+                  "methods": ["stable_crl", "gcbc", "gciql"]},
+    "cpu": {"steps": 4000, "batch_size": 128,
+            "overrides": ["hidden_width=256", "encoder_channels=[16,32,32]", "bf16=true"],
+            "eval_episodes": 10, "eval_seed": 100, "seeds": [0, 1, 2], "demo_episodes": 300,
+            "methods": list(METHODS)},
+    "paper": {"steps": 300_000, "batch_size": 2048, "overrides": ["bf16=true"],
+              "eval_episodes": 20, "eval_seed": 100, "seeds": [0, 1, 2], "demo_episodes": 3000,
+              "methods": list(METHODS)},
+}
 
 
 def machine() -> dict[str, object]:
@@ -47,64 +81,128 @@ def machine() -> dict[str, object]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def main() -> None:
+def summarise(runs: list[dict]) -> dict[str, object]:
+    """Mean and standard deviation over seeds, overall and per task."""
+    tasks = list(runs[0]["per_task"])
+    successes = [r["success"] for r in runs]
+    return {"success": float(np.mean(successes)), "success_std": float(np.std(successes)),
+            "per_task": {t: {"mean": float(np.mean([r["per_task"][t] for r in runs])),
+                             "std": float(np.std([r["per_task"][t] for r in runs]))} for t in tasks},
+            "runs": runs}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="pointmass")
-    parser.add_argument("--algos", nargs="+", default=["stable_crl", "gcbc", "gciql"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--demo-episodes", type=int, default=1000)
-    parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per task")
-    parser.add_argument("--eval-seed", type=int, default=0)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="default: pointmass for --env pointmass, cpu otherwise")
+    parser.add_argument("--methods", "--algos", nargs="+", default=None, choices=sorted(METHODS), dest="methods")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--data", nargs="+", default=None, help="datasets to train on (default: generate play demos)")
+    parser.add_argument("--demo-episodes", type=int, default=None)
+    parser.add_argument("--eval-episodes", type=int, default=None, help="episodes per task")
+    parser.add_argument("--eval-seed", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the update (CUDA)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE")
-    parser.add_argument("--out", default=None, help="results file (default bench/results/learning_<env>.json)")
-    args = parser.parse_args()
-
+    parser.add_argument("--workdir", default=None, help="models and demos (default runs/bench_learning_<env>_<profile>)")
+    parser.add_argument("--out", default=None, help="results file (default bench/results/learning_<env>[_<profile>].json)")
+    parser.add_argument("--resume", action="store_true", help="keep finished runs of --out and do the rest")
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile or ("pointmass" if args.env == "pointmass" else "cpu")]
+    args.profile = args.profile or ("pointmass" if args.env == "pointmass" else "cpu")
+    for key in ("steps", "batch_size", "eval_episodes", "eval_seed", "seeds", "demo_episodes", "methods"):
+        if getattr(args, key) is None:
+            setattr(args, key, profile[key])
     suite = get_suite(args.env)
-    base_overrides = list(getattr(suite, "TRAIN_OVERRIDES", [])) + list(args.overrides)
+    base = profile["overrides"]
+    args.base_overrides = list(getattr(suite, "TRAIN_OVERRIDES", []) if base is None else base)
+    if args.batch_size:
+        args.base_overrides.append(f"batch_size={args.batch_size}")
+    args.base_overrides += list(args.overrides)
+    name = f"learning_{args.env}" + ("" if args.profile == "pointmass" else f"_{args.profile}")
+    args.out = Path(args.out) if args.out else RESULTS / f"{name}.json"
+    args.workdir = Path(args.workdir) if args.workdir else Path("runs") / f"bench_{name}"
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    suite = get_suite(args.env)
     report: dict[str, object] = {
-        "env": args.env, "machine": machine(), "steps": args.steps, "overrides": base_overrides,
+        "env": args.env, "profile": args.profile, "machine": machine(), "steps": args.steps,
+        "overrides": args.base_overrides, "methods": {m: METHODS[m] for m in args.methods}, "seeds": args.seeds,
         "eval": {"episodes_per_task": args.eval_episodes, "seed": args.eval_seed, "tasks": list(suite.TASKS),
-                 "goals": "held out: play demos never target them"},
+                 "goals": "held out: evaluation seeds that the training data does not use"},
         "results": {},
     }
-    with tempfile.TemporaryDirectory(prefix="crl_bench_") as tmp:
-        data = Path(tmp) / "demos.h5"
-        start = time.perf_counter()
-        report["demos"] = write_demos(data, args.env, "play", args.demo_episodes, seed=0, image_size=args.image_size,
-                                      workers=args.workers)
-        report["demos"]["seconds"] = time.perf_counter() - start
+    if args.resume and args.out.exists():
+        old = json.loads(args.out.read_text())
+        if old.get("steps") != args.steps or old.get("overrides") != args.base_overrides:
+            raise SystemExit(f"--resume: {args.out} was made with other settings (steps {old.get('steps')}, "
+                             f"overrides {old.get('overrides')}); use another --out")
+        report["results"] = old.get("results", {})
+        report["data"] = old.get("data")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(report, indent=2))
+        os.replace(tmp, args.out)
+
+    if args.data:
+        data = [Path(p) for p in args.data]
+        report["data"] = {"paths": [str(p) for p in data]}
+    else:
+        data = [args.workdir / "demos.h5"]
+        if not data[0].exists():
+            start = time.perf_counter()
+            info = write_demos(data[0], args.env, "play", args.demo_episodes, seed=0, image_size=args.image_size,
+                               workers=args.workers)
+            report["data"] = dict(info, seconds=time.perf_counter() - start, paths=[str(data[0])])
+        report["data"] = report.get("data") or {"paths": [str(data[0])]}
+    if "random" not in report["results"]:
         random_results = evaluate(args.env, "all", RandomActor(seed=args.eval_seed), args.eval_episodes,
                                   seed=args.eval_seed, image_size=args.image_size)
-        report["results"]["random"] = {"success": mean_success(random_results),
-                                       "per_task": {t: r["success_rate"] for t, r in random_results.items()}}
-        print(f"random: {mean_success(random_results):.3f}", flush=True)
-        for algo in args.algos:
-            runs = []
-            for seed in args.seeds:
-                cfg = apply_overrides(default_config(algo), base_overrides)
-                config = TrainConfig(steps=args.steps, seed=seed, device=args.device, log_every=100,
-                                     checkpoint_every=args.steps, progress=False)
-                start_cpu, start = time.process_time(), time.perf_counter()
-                result = train([data], algo, cfg, config, Path(tmp) / f"{algo}_{seed}")
-                wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-                policy = Policy.load(result.model_path, device=args.device)
-                res = evaluate(args.env, "all", PolicyActor(policy), args.eval_episodes, seed=args.eval_seed,
-                               image_size=args.image_size)
-                runs.append({"seed": seed, "success": mean_success(res), "train_wall_s": wall, "train_cpu_s": cpu,
-                             "steps_per_s": result.steps_per_second,
-                             "per_task": {t: r["success_rate"] for t, r in res.items()}})
-                print(f"{algo} seed {seed}: success {mean_success(res):.3f} after {args.steps} steps "
-                      f"({wall:.0f} s wall, {cpu:.0f} s CPU)", flush=True)
-            report["results"][algo] = {"success": float(np.mean([r["success"] for r in runs])), "runs": runs}
-    out = Path(args.out) if args.out else RESULTS / f"learning_{args.env}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: v["success"] for k, v in report["results"].items()}, indent=2))
-    print(f"wrote {out}")
+        report["results"]["random"] = {"success": mean_success(random_results), "success_std": 0.0,
+                                       "per_task": {t: {"mean": r["success_rate"], "std": 0.0}
+                                                    for t, r in random_results.items()}}
+        save()
+    print(f"random: {report['results']['random']['success']:.3f}", flush=True)
+
+    for seed in args.seeds:  # seeds outermost: a cut-short benchmark still compares every method
+        for method in args.methods:
+            algo, method_overrides = METHODS[method]
+            done = {r["seed"]: r for r in report["results"].get(method, {}).get("runs", [])}
+            if seed in done:
+                continue
+            cfg = apply_overrides(default_config(algo), args.base_overrides + method_overrides)
+            config = TrainConfig(steps=args.steps, seed=seed, device=args.device, log_every=100,
+                                 checkpoint_every=max(args.steps // 4, 1), progress=True, compile=args.compile)
+            run_dir = args.workdir / f"{method}_seed{seed}"
+            resume = (run_dir / "checkpoints").exists()
+            start_cpu, start = time.process_time(), time.perf_counter()
+            result = train(data, algo, None if resume else cfg, config, run_dir, resume=resume)
+            wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+            policy = Policy.load(result.model_path, device=args.device)
+            res = evaluate(args.env, "all", PolicyActor(policy), args.eval_episodes, seed=args.eval_seed,
+                           image_size=args.image_size)
+            done[seed] = {"seed": seed, "success": mean_success(res), "train_wall_s": wall, "train_cpu_s": cpu,
+                          "steps_per_s": result.steps_per_second, "model": str(result.model_path),
+                          "per_task": {t: r["success_rate"] for t, r in res.items()}}
+            report["results"][method] = summarise([done[s] for s in sorted(done)])
+            save()
+            print(f"{method} seed {seed}: success {done[seed]['success']:.3f} after {args.steps} steps "
+                  f"({wall:.0f} s wall, {cpu:.0f} s CPU)", flush=True)
+    save()
+    print(json.dumps({k: round(v["success"], 3) for k, v in report["results"].items()}, indent=2))
+    print(f"wrote {args.out}")
+    return report
 
 
 if __name__ == "__main__":
