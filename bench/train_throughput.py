@@ -6,6 +6,11 @@ Writes bench/results/train_throughput.json with the machine noted.
 
     python bench/train_throughput.py [--device auto|cpu|cuda] [--batch-size B] [--steps N]
         [--algos stable_crl gcbc gciql] [--threads 1 2] [--precisions fp32 bf16] [--set key=value ...]
+        [--compile] [--breakdown]
+
+--breakdown adds where the time goes (torch.profiler over the timed steps): per phase
+(make_batch, critic_loss, actor_loss, backward, optimizer_step, target_update; the agents
+label them) and the top operators by self time, device time on CUDA, per step.
 """
 from __future__ import annotations
 
@@ -62,6 +67,37 @@ def time_calls(fn, device: torch.device, warmup: int, calls: int) -> dict[str, f
             "best": float(np.min(durations)), "cpu": (time.process_time() - cpu_start) / calls}
 
 
+PHASES = ("make_batch", "critic_loss", "actor_loss", "backward", "optimizer_step", "target_update")
+
+
+def profile_breakdown(fn, device: torch.device, steps: int, top: int = 15) -> dict:
+    """Run ``fn`` ``steps`` times under torch.profiler: microseconds per step of each labelled
+    phase (CPU time, and device time on CUDA) and of the top operators by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            fn()
+        synchronize(device)
+    events = prof.key_averages()
+    self_key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    total = sum(getattr(e, self_key, 0.0) for e in events) or 1.0
+    phases = {}
+    for e in events:
+        if e.key in PHASES:
+            phases[e.key] = {"cpu_us_per_step": e.cpu_time_total / steps}
+            if cuda:
+                phases[e.key]["device_us_per_step"] = getattr(e, "device_time_total", 0.0) / steps
+    ops = sorted((e for e in events if e.key not in PHASES), key=lambda e: getattr(e, self_key, 0.0), reverse=True)
+    return {"clock": "device (CUDA kernels)" if cuda else "CPU", "steps": steps,
+            "total_self_us_per_step": total / steps, "phases": phases,
+            "top_ops": [{"op": e.key, "self_us_per_step": getattr(e, self_key, 0.0) / steps,
+                         "share": getattr(e, self_key, 0.0) / total, "calls_per_step": e.count / steps}
+                        for e in ops[:top]]}
+
+
 def machine_info(device: torch.device) -> dict:
     cpu = platform.processor()
     try:
@@ -94,6 +130,8 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=list(AGENTS))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override applied to every algorithm, e.g. bf16=true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the update (as crl train --compile)")
+    parser.add_argument("--breakdown", action="store_true", help="profile where the time of a step goes")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -117,8 +155,14 @@ def main() -> None:
         agent = make_agent(algo, cfg, dataset.metadata.image_shape, 7, device)
         sample_seconds = time_calls(lambda: agent.make_batch(sampler, batch_size), device, args.warmup, steps * 5)
         step_counter = iter(range(10 ** 9))
-        step_seconds = time_calls(lambda: agent.update(agent.make_batch(sampler, batch_size), next(step_counter)),
-                                  device, args.warmup, steps)
+        update = torch.compile(agent.update) if args.compile else agent.update
+
+        def train_step():
+            with torch.profiler.record_function("make_batch"):
+                batch = agent.make_batch(sampler, batch_size)
+            return update(batch, next(step_counter))
+
+        step_seconds = time_calls(train_step, device, args.warmup, steps)
         entry = {"algorithm": algo, "threads": threads, "precision": precision,
                  "steps_per_s": 1 / step_seconds["median"], "samples_per_s": batch_size / step_seconds["median"],
                  "steps_per_s_mean": 1 / step_seconds["mean"], "steps_per_s_best": 1 / step_seconds["best"],
@@ -126,12 +170,18 @@ def main() -> None:
                  "cpu_seconds_per_step": step_seconds["cpu"],
                  "sampler_batches_per_s": 1 / sample_seconds["median"],
                  "sampler_to_step_ratio": step_seconds["median"] / sample_seconds["median"],
-                 "config": config_to_dict(cfg)}
+                 "compiled": args.compile, "config": config_to_dict(cfg)}
         results["runs"].append(entry)
         print(f"{algo:>10} {precision} {threads} thr: {entry['steps_per_s']:8.2f} steps/s (median; best {entry['steps_per_s_best']:.2f})  "
               f"{entry['samples_per_s']:10.0f} samples/s  {entry['cpu_seconds_per_step']:.2f} CPU-s/step  "
               f"sampler+augment {entry['sampler_batches_per_s']:8.1f} batches/s  (batch {batch_size}, {device})",
               flush=True)
+        if args.breakdown:
+            entry["breakdown"] = profile_breakdown(train_step, device, steps)
+            top = entry["breakdown"]["top_ops"][:5]
+            print("    phases (us/step): " + ", ".join(f"{k} {v['cpu_us_per_step']:.0f}"
+                                                     for k, v in entry["breakdown"]["phases"].items()))
+            print("    top ops: " + ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in top))
         del agent
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import torch
+from torch.profiler import record_function
 
 from crl_ros.learning import distributed
 from crl_ros.learning.agents.base import Agent
@@ -48,9 +49,11 @@ class OfflineAgent(Agent):
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with record_function("backward"):
+            loss.backward()
         distributed.all_reduce_gradients_(self.parameters())  # no-op in a single process
-        self.optimizer.step()
+        with record_function("optimizer_step"):
+            self.optimizer.step()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.config.bf16:

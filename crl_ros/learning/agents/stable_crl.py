@@ -16,6 +16,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from crl_ros.learning.agents.common import AgentConfig, OfflineAgent
 from crl_ros.learning.networks import (ContrastiveCritic, GaussianPolicy, gaussian_log_prob,
@@ -132,10 +133,13 @@ class StableCRLAgent(OfflineAgent):
 
     def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         with self.autocast():
-            critic_loss, critic_info, obs_features, goal_repr = self._critic_loss(batch)
-            actor_loss, actor_info = self._actor_loss(batch, obs_features, goal_repr)
+            with record_function("critic_loss"):
+                critic_loss, critic_info, obs_features, goal_repr = self._critic_loss(batch)
+            with record_function("actor_loss"):
+                actor_loss, actor_info = self._actor_loss(batch, obs_features, goal_repr)
         self._step(critic_loss + actor_loss)
-        soft_update_(self.target_critic, self.critic, self.config.target_tau)
+        with record_function("target_update"):
+            soft_update_(self.target_critic, self.critic, self.config.target_tau)
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
                 **critic_info, **actor_info}
 

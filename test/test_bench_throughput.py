@@ -1,0 +1,23 @@
+"""bench/train_throughput.py --breakdown at toy scale: the labelled phases of a Stable CRL
+step and the top operators come out in the results file."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_breakdown_names_every_phase_of_a_stable_crl_step(tmp_path):
+    out = tmp_path / "tt.json"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "train_throughput.py"), "--device", "cpu",
+                    "--batch-size", "8", "--steps", "2", "--warmup", "1", "--frames", "600", "--threads", "1",
+                    "--algos", "stable_crl", "--breakdown", "--set", "hidden_width=32", "--out", str(out)],
+                   check=True, cwd=ROOT, capture_output=True, timeout=300)
+    run = json.loads(out.read_text())["runs"][0]
+    phases = run["breakdown"]["phases"]
+    assert set(phases) == {"make_batch", "critic_loss", "actor_loss", "backward", "optimizer_step", "target_update"}
+    assert all(v["cpu_us_per_step"] > 0 for v in phases.values())
+    ops = run["breakdown"]["top_ops"]
+    assert ops and all(o["op"].startswith("aten::") or "::" in o["op"] for o in ops[:3])
+    assert 0 < sum(o["share"] for o in ops) <= 1.0 + 1e-6
