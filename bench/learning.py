@@ -142,9 +142,11 @@ def main(argv=None) -> dict:
     }
     if args.resume and args.out.exists():
         old = json.loads(args.out.read_text())
-        if old.get("steps") != args.steps or old.get("overrides") != args.base_overrides:
+        old_data = (old.get("data") or {}).get("paths")
+        if old.get("steps") != args.steps or old.get("overrides") != args.base_overrides or \
+                (args.data and old_data != [str(Path(d)) for d in args.data]):
             raise SystemExit(f"--resume: {args.out} was made with other settings (steps {old.get('steps')}, "
-                             f"overrides {old.get('overrides')}); use another --out")
+                             f"overrides {old.get('overrides')}, data {old_data}); use another --out")
         report["results"] = old.get("results", {})
         report["data"] = old.get("data")
     args.workdir.mkdir(parents=True, exist_ok=True)
