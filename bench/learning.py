@@ -107,7 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile the update (CUDA)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 16),
+                        help="processes writing the demos (default: the CPU count, at most 16)")
     parser.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE")
     parser.add_argument("--workdir", default=None, help="models and demos (default runs/bench_learning_<env>_<profile>)")
     parser.add_argument("--out", default=None, help="results file (default bench/results/learning_<env>[_<profile>].json)")
