@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +42,9 @@ from crl_ros.learning.policy import Policy
 from crl_ros.learning.trainer import TrainConfig, train
 from crl_ros.sim.rollout import PolicyActor, RandomActor, evaluate, mean_success, write_demos
 from crl_ros.sim.suites import get_suite
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -65,20 +68,6 @@ PROFILES: dict[str, dict[str, object]] = {
               "eval_episodes": 20, "eval_seed": 100, "seeds": [0, 1, 2], "demo_episodes": 3000,
               "methods": list(METHODS)},
 }
-
-
-def machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def summarise(runs: list[dict]) -> dict[str, object]:
@@ -114,8 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="results file (default bench/results/learning_<env>[_<profile>].json)")
     parser.add_argument("--resume", action="store_true", help="keep finished runs of --out and do the rest")
     args = parser.parse_args(argv)
-    profile = PROFILES[args.profile or ("pointmass" if args.env == "pointmass" else "cpu")]
     args.profile = args.profile or ("pointmass" if args.env == "pointmass" else "cpu")
+    profile = PROFILES[args.profile]
     for key in ("steps", "batch_size", "eval_episodes", "eval_seed", "seeds", "demo_episodes", "methods"):
         if getattr(args, key) is None:
             setattr(args, key, profile[key])
@@ -135,7 +124,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     suite = get_suite(args.env)
     report: dict[str, object] = {
-        "env": args.env, "profile": args.profile, "machine": machine(), "steps": args.steps,
+        "env": args.env, "profile": args.profile, "steps": args.steps,
+        "machine": machine(torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                           cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None),
         "overrides": args.base_overrides, "methods": {m: METHODS[m] for m in args.methods}, "seeds": args.seeds,
         "eval": {"episodes_per_task": args.eval_episodes, "seed": args.eval_seed, "tasks": list(suite.TASKS),
                  "goals": "held out: evaluation seeds that the training data does not use"},
@@ -158,17 +149,13 @@ def main(argv=None) -> dict:
         tmp.write_text(json.dumps(report, indent=2))
         os.replace(tmp, args.out)
 
-    if args.data:
-        data = [Path(p) for p in args.data]
-        report["data"] = {"paths": [str(p) for p in data]}
-    else:
-        data = [args.workdir / "demos.h5"]
-        if not data[0].exists():
-            start = time.perf_counter()
-            info = write_demos(data[0], args.env, "play", args.demo_episodes, seed=0, image_size=args.image_size,
-                               workers=args.workers)
-            report["data"] = dict(info, seconds=time.perf_counter() - start, paths=[str(data[0])])
-        report["data"] = report.get("data") or {"paths": [str(data[0])]}
+    data = [Path(p) for p in args.data] if args.data else [args.workdir / "demos.h5"]
+    report["data"] = report.get("data") or {"paths": [str(p) for p in data]}
+    if not args.data and not data[0].exists():
+        start = time.perf_counter()
+        info = write_demos(data[0], args.env, "play", args.demo_episodes, seed=0, image_size=args.image_size,
+                           workers=args.workers)
+        report["data"] = dict(info, seconds=time.perf_counter() - start, paths=[str(data[0])])
     if "random" not in report["results"]:
         random_results = evaluate(args.env, "all", RandomActor(seed=args.eval_seed), args.eval_episodes,
                                   seed=args.eval_seed, image_size=args.image_size)

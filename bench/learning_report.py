@@ -101,26 +101,13 @@ def bar_chart(report: dict, path: Path, title: str | None = None) -> None:
     canvas.save(path)
 
 
-def normalise(report: dict) -> dict:
-    """Older results files (point-mass) hold per-task floats and no std: read them as mean, std 0."""
-    for entry in report["results"].values():
-        entry.setdefault("success_std", 0.0)
-        entry["per_task"] = {t: v if isinstance(v, dict) else {"mean": float(v), "std": 0.0}
-                             for t, v in entry.get("per_task", {}).items()}
-        if not entry["per_task"] and entry.get("runs"):
-            tasks = entry["runs"][0]["per_task"]
-            entry["per_task"] = {t: {"mean": sum(r["per_task"][t] for r in entry["runs"]) / len(entry["runs"]),
-                                     "std": 0.0} for t in tasks}
-    return report
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", help="JSON written by bench/learning.py")
     parser.add_argument("--chart", default=None, help="PNG bar chart to write")
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-    report = normalise(json.loads(Path(args.results).read_text()))
+    report = json.loads(Path(args.results).read_text())
     table = markdown_table(report)
     print(table)
     if args.markdown:

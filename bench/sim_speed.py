@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench_common import machine
 from crl_ros.sim import widowx
 from crl_ros.sim.rollout import collect_demos
 
@@ -70,24 +70,13 @@ def play_data_rate(episodes: int, workers: int) -> dict[str, float]:
             "minutes_per_100k_transitions": 1e5 / (transitions / elapsed) / 60}
 
 
-def machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "mujoco_gl": os.environ.get("MUJOCO_GL"),
-            "load_average_at_start": os.getloadavg()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--play-episodes", type=int, default=100)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    results = {"machine": machine(), "env_steps": {}}
+    results = {"machine": machine(mujoco_gl=os.environ.get("MUJOCO_GL")), "env_steps": {}}
     # supersample 4 (the default) gives camera_node's pixels; 1 is the fast aliased render
     for size, supersample in ((48, widowx.SUPERSAMPLE), (48, 1), (128, widowx.SUPERSAMPLE)):
         key = f"{size}x{size}" + ("" if supersample == widowx.SUPERSAMPLE else f"_supersample{supersample}")
