@@ -57,8 +57,10 @@ def _process_main(args: argparse.Namespace) -> None:
     from crl_ros.learning import distributed
     try:
         code = _train(args)
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(wait_for_others=False)
+        raise
+    distributed.shutdown(wait_for_others=code == 0)
     if code:
         sys.exit(code)
 

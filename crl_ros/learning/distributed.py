@@ -84,8 +84,14 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shutdown() -> None:
+def shutdown(wait_for_others: bool = True) -> None:
+    """Leave the process group. After a normal finish every process waits for the others
+    first: a gloo process that tears down while a peer is still in a collective can abort
+    ("terminate called without an active exception"). A process that failed leaves at once
+    (``wait_for_others=False``) so its peers' collectives error out instead of hanging."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_others and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
