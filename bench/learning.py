@@ -17,10 +17,11 @@ machine and the exact settings. Trained models stay in ``--workdir``.
 Profiles (``--steps``, ``--batch-size``, ``--set`` override them):
 
 - ``pointmass``: the suite's small network, 3000 steps.
-- ``cpu``: batch 128, 256-wide MLPs, a half-width encoder, bf16, 4000 steps: what a
-  2-core CPU trains 12 runs of in about an hour. NOT the paper's scale.
+- ``cpu``: ``crl train --profile cpu`` (batch 128, 256-wide MLPs, a half-width encoder,
+  fp32, 4000 steps): what a 2-core CPU trains 12 runs of in about an hour. NOT the paper's scale.
 - ``paper``: the paper's network (1024-wide, 4-layer MLPs), batch 2048 for every method,
-  300k steps, bf16 autocast: one run is about an hour on one H100 at the 83 steps/s target.
+  300k steps, bf16 autocast where the GPU has it: one run is about an hour on one H100 at
+  the 83 steps/s target.
 
 Without ``--data`` the benchmark first writes ``--demo-episodes`` scripted play episodes.
 """
@@ -39,6 +40,7 @@ import torch
 from crl_ros.learning.agents import default_config
 from crl_ros.learning.config import apply_overrides
 from crl_ros.learning.policy import Policy
+from crl_ros.learning.profiles import PROFILES as TRAIN_PROFILES
 from crl_ros.learning.trainer import TrainConfig, train
 from crl_ros.sim.rollout import PolicyActor, RandomActor, evaluate, mean_success, write_demos
 from crl_ros.sim.suites import get_suite
@@ -60,8 +62,8 @@ PROFILES: dict[str, dict[str, object]] = {
     "pointmass": {"steps": 3000, "batch_size": None, "overrides": None,  # None: the suite's TRAIN_OVERRIDES
                   "eval_episodes": 20, "eval_seed": 0, "seeds": [0], "demo_episodes": 1000,
                   "methods": ["stable_crl", "gcbc", "gciql"]},
-    "cpu": {"steps": 4000, "batch_size": 128,
-            "overrides": ["hidden_width=256", "encoder_channels=[16,32,32]", "bf16=true"],
+    "cpu": {"steps": TRAIN_PROFILES["cpu"].steps, "batch_size": 128,
+            "overrides": [o for o in TRAIN_PROFILES["cpu"].overrides if not o.startswith("batch_size=")],
             "eval_episodes": 10, "eval_seed": 100, "seeds": [0, 1, 2], "demo_episodes": 300,
             "methods": list(METHODS)},
     "paper": {"steps": 300_000, "batch_size": 2048, "overrides": ["bf16=true"],

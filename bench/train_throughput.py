@@ -6,7 +6,13 @@ Writes bench/results/train_throughput.json with the machine noted.
 
     python bench/train_throughput.py [--device auto|cpu|cuda] [--batch-size B] [--steps N]
         [--algos stable_crl gcbc gciql] [--threads 1 2] [--precisions fp32 bf16] [--set key=value ...]
-        [--compile] [--breakdown]
+        [--compile] [--breakdown] [--profile paper|cpu]
+
+bf16 is a request: it runs only where the device has native bf16 (crl_ros.learning.precision);
+each row records the precision actually used, and the machine block records torch's CPU
+kernel path, whether oneDNN has native bf16, and a 256x1024 @ 1024x1024 matmul timed in
+fp32 and (forced) bf16, so a result says which kernels it measured.
+--profile cpu measures crl train --profile cpu's network and batch (crl_ros.learning.profiles).
 
 --breakdown adds where the time goes (torch.profiler over the timed steps): per phase
 (make_batch, critic_loss, actor_loss, backward, optimizer_step, target_update; the agents
@@ -28,6 +34,8 @@ import torch
 from crl_ros.learning.agents import AGENTS, default_config, make_agent
 from crl_ros.learning.config import apply_overrides, config_to_dict
 from crl_ros.learning.dataset import Dataset, DatasetMetadata
+from crl_ros.learning.precision import cpu_capability, precision_info
+from crl_ros.learning.profiles import PROFILES
 from crl_ros.learning.sampler import Sampler
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
@@ -112,7 +120,24 @@ def machine_info(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["float32_matmul_precision"] = torch.get_float32_matmul_precision()
+    info["cpu_capability"] = cpu_capability()
+    info["bf16_native"] = precision_info(device).bf16_native
+    info["precision_detail"] = precision_info(device).detail
     return info
+
+
+def matmul_kernels(device: torch.device, threads: int) -> dict:
+    """Milliseconds of one 256x1024 @ 1024x1024 matmul in fp32 and in bf16 (forced, whatever
+    the hardware): the ratio shows whether bf16 runs native or emulated kernels here."""
+    torch.set_num_threads(threads)
+    out = {"shape": "256x1024 @ 1024x1024", "threads": threads}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(256, 1024, device=device, dtype=dtype)
+        b = torch.randn(1024, 1024, device=device, dtype=dtype)
+        t = time_calls(lambda: a @ b, device, warmup=1, calls=3)
+        out[f"{name}_ms"] = 1000 * t["median"]
+    out["bf16_over_fp32"] = out["bf16_ms"] / out["fp32_ms"]
+    return out
 
 
 def main() -> None:
@@ -132,6 +157,9 @@ def main() -> None:
                         help="config override applied to every algorithm, e.g. bf16=true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the update (as crl train --compile)")
     parser.add_argument("--breakdown", action="store_true", help="profile where the time of a step goes")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="paper",
+                        help="network and batch of this crl train profile (paper: the authors' widths; "
+                             "--batch-size still sets the batch)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -140,19 +168,26 @@ def main() -> None:
     if device.type == "cuda":
         # TF32 tensor cores for the fp32 runs (what a trainer on CUDA should use too).
         torch.set_float32_matmul_precision("high")
-    batch_size = args.batch_size or (2048 if device.type == "cuda" else 256)
+    profile = PROFILES[args.profile]
+    profile_batch = next((int(o.split("=")[1]) for o in profile.overrides if o.startswith("batch_size=")), None)
+    batch_size = args.batch_size or profile_batch or (2048 if device.type == "cuda" else 256)
+    profile_overrides = [o for o in profile.overrides if not o.startswith("batch_size=")]
     steps = args.steps or (50 if device.type == "cuda" else 10)
     dataset = synthetic_dataset(args.frames, args.image_size, action_dim=7)
     sampler = Sampler(dataset, device, seed=0)
     results = {"machine": machine_info(device), "image_size": args.image_size, "batch_size": batch_size,
                "timed_steps": steps, "warmup_steps": args.warmup, "overrides": args.overrides,
-               "runs": []}
+               "profile": args.profile, "matmul": matmul_kernels(device, max(args.threads)), "runs": []}
+    mm = results["matmul"]
+    print(f"kernel path: {results['machine']['precision_detail']}; matmul {mm['shape']}: fp32 {mm['fp32_ms']:.1f} ms, "
+          f"bf16 {mm['bf16_ms']:.1f} ms (x{mm['bf16_over_fp32']:.1f})", flush=True)
 
     for algo, threads, precision in itertools.product(args.algos, args.threads, args.precisions):
         torch.set_num_threads(threads)
-        cfg = apply_overrides(default_config(algo), [f"batch_size={batch_size}", f"bf16={precision == 'bf16'}",
-                                                     *args.overrides])
+        cfg = apply_overrides(default_config(algo), [*profile_overrides, f"batch_size={batch_size}",
+                                                     f"bf16={precision == 'bf16'}", *args.overrides])
         agent = make_agent(algo, cfg, dataset.metadata.image_shape, 7, device)
+        used = "bf16" if agent.uses_bf16 else "fp32"
         sample_seconds = time_calls(lambda: agent.make_batch(sampler, batch_size), device, args.warmup, steps * 5)
         step_counter = iter(range(10 ** 9))
         update = torch.compile(agent.update) if args.compile else agent.update
@@ -163,7 +198,7 @@ def main() -> None:
             return update(batch, next(step_counter))
 
         step_seconds = time_calls(train_step, device, args.warmup, steps)
-        entry = {"algorithm": algo, "threads": threads, "precision": precision,
+        entry = {"algorithm": algo, "threads": threads, "precision": precision, "precision_used": used,
                  "steps_per_s": 1 / step_seconds["median"], "samples_per_s": batch_size / step_seconds["median"],
                  "steps_per_s_mean": 1 / step_seconds["mean"], "steps_per_s_best": 1 / step_seconds["best"],
                  # CPU seconds of this process per step (all threads): the work, whatever the contention.
@@ -172,7 +207,7 @@ def main() -> None:
                  "sampler_to_step_ratio": step_seconds["median"] / sample_seconds["median"],
                  "compiled": args.compile, "config": config_to_dict(cfg)}
         results["runs"].append(entry)
-        print(f"{algo:>10} {precision} {threads} thr: {entry['steps_per_s']:8.2f} steps/s (median; best {entry['steps_per_s_best']:.2f})  "
+        print(f"{algo:>10} {precision}->{used} {threads} thr: {entry['steps_per_s']:8.2f} steps/s (median; best {entry['steps_per_s_best']:.2f})  "
               f"{entry['samples_per_s']:10.0f} samples/s  {entry['cpu_seconds_per_step']:.2f} CPU-s/step  "
               f"sampler+augment {entry['sampler_batches_per_s']:8.1f} batches/s  (batch {batch_size}, {device})",
               flush=True)

@@ -8,27 +8,51 @@ HELP = "train an agent offline on one or more datasets (.h5)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", nargs="+", help="dataset file(s); on --resume defaults to the run's data")
+    from crl_ros.learning.profiles import DEFAULT_PROFILE, PROFILES
+
+    profiles = "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
+    parser.add_argument("--data", nargs="+", help="dataset file(s) (.h5, from `crl convert` or `crl demos`); "
+                                                  "on --resume defaults to the run's data")
     parser.add_argument("--algo", choices=["stable_crl", "gcbc", "gciql"],
                         help="algorithm (required unless --resume)")
     parser.add_argument("--out", required=True, help="run directory, e.g. runs/NAME")
-    parser.add_argument("--steps", type=int, default=100_000, help="total gradient steps of the run")
+    parser.add_argument("--profile", choices=list(PROFILES), default=None,
+                        help=f"size of the run (default {DEFAULT_PROFILE}; --set/--config/--batch-size override it): "
+                             f"{profiles}")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="total gradient steps of the run (default: the profile's, "
+                             + ", ".join(f"{p.name} {p.steps}" for p in PROFILES.values())
+                             + "; on --resume the run's)")
     parser.add_argument("--batch-size", type=int, help="shortcut for --set batch_size=B")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--device", default=None, help="auto (CUDA when available) | cpu | cuda | cuda:N "
+                                                       "(default auto; on --resume the run's)")
     parser.add_argument("--config", help="YAML file of agent config overrides")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="agent config overrides, e.g. hidden_width=256 critic_loss=mc")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--seed", type=int, default=None, help="seed of weights init and batch sampling (default 0)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint, with the run's settings "
+                             "(run.json) except those given again")
     parser.add_argument("--force", action="store_true",
                         help="start over in a non-empty --out (the old run is renamed, not deleted)")
-    parser.add_argument("--log-every", type=int, default=100)
-    parser.add_argument("--checkpoint-every", type=int, default=5_000)
-    parser.add_argument("--keep-checkpoints", type=int, default=3, help="step checkpoints kept; 0 keeps all")
-    parser.add_argument("--eval-env", help="evaluate in this sim suite during training (e.g. pointmass)")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per task per evaluation")
-    parser.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: at the end)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+    parser.add_argument("--log-every", type=int, default=None,
+                        help="steps between TensorBoard/metrics.jsonl scalars (default 100)")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="steps between step checkpoints (default 5000)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=None,
+                        help="also checkpoint after this many minutes of wall time; 0 turns it off (default 10)")
+    parser.add_argument("--keep-checkpoints", type=int, default=None,
+                        help="step checkpoints kept, oldest deleted first; 0 keeps all (default 2)")
+    parser.add_argument("--model-dtype", choices=["float32", "float16", "bfloat16"], default=None,
+                        help="weights dtype of the deployable model.pt (step checkpoints stay float32; "
+                             "default float32)")
+    parser.add_argument("--eval-env", help="evaluate in this sim suite during training (pointmass | widowx)")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="episodes per task per evaluation (default 10)")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="steps between evaluations; 0 evaluates once at the end (default 0)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast where the device runs it natively (CUDA, CPUs with AVX-512 BF16/AMX); "
+                             "elsewhere the run says so and stays fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the update (CUDA)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     parser.add_argument("--nproc", type=int, default=1,
@@ -36,9 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the batch size is the global one, split between them")
 
 
+#: TrainConfig fields that --resume takes from the run unless given again (argparse dest -> field)
+RESUMED_SETTINGS = {"steps": "steps", "seed": "seed", "device": "device", "log_every": "log_every",
+                    "checkpoint_every": "checkpoint_every", "checkpoint_minutes": "checkpoint_minutes",
+                    "keep_checkpoints": "keep_checkpoints", "eval_every": "eval_every",
+                    "model_dtype": "model_dtype"}
+
+
 def make_sim_evaluator(env: str, episodes: int, seed: int = 0):
     """evaluate(policy) -> {"success": mean over tasks, "<task>/success": per task}."""
     from crl_ros.sim.rollout import PolicyActor, evaluate, mean_success
+    from crl_ros.sim.suites import get_suite
+
+    get_suite(env)  # an unknown suite fails here, before training, with the list of suites
 
     def evaluator(policy) -> dict[str, float]:
         results = evaluate(env, "all", PolicyActor(policy), episodes=episodes, seed=seed,
@@ -72,6 +106,9 @@ def _run_processes(args: argparse.Namespace) -> int:
     try:
         distributed.launch(args.nproc, _process_main, args)
     except (ProcessExitedException, ProcessRaisedException) as exc:
+        code = getattr(exc, "exit_code", None)
+        if code in (130, 143):  # the processes saved a checkpoint on SIGINT/SIGTERM and stopped
+            return code
         print(f"crl train: a training process failed: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
         return 1
     return 0
@@ -82,10 +119,11 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from crl_ros.learning.agents import default_config
-    from crl_ros.learning.checkpoint import CheckpointError
+    from crl_ros.learning.checkpoint import CheckpointError, list_step_checkpoints
     from crl_ros.learning.config import apply_overrides, load_yaml_overrides
     from crl_ros.learning.dataset import DatasetError
-    from crl_ros.learning.trainer import TrainConfig, TrainError, train
+    from crl_ros.learning.profiles import DEFAULT_PROFILE, get_profile, sets_size
+    from crl_ros.learning.trainer import TrainConfig, TrainError, TrainInterrupted, run_train_config, train
 
     def fail(message: str, code: int = 1) -> int:
         print(f"crl train: {message}", file=sys.stderr)
@@ -94,34 +132,55 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     overrides = list(args.overrides) + ([f"batch_size={args.batch_size}"] if args.batch_size else [])
     agent_config = None
+    settings = {dest: getattr(args, dest) for dest in RESUMED_SETTINGS if getattr(args, dest) is not None}
+    profile = None
     if args.resume:
-        if overrides or args.config:
-            return fail("--resume continues a run with its saved config; drop --config/--set/--batch-size", 2)
+        if overrides or args.config or args.profile:
+            return fail("--resume continues a run with its saved config; drop --profile/--config/--set/--batch-size", 2)
         data = args.data
         if not data:
             run_file = out / "run.json"
             if not run_file.exists():
                 return fail(f"--resume: {run_file} not found; pass --data")
             data = json.loads(run_file.read_text())["dataset"]["paths"]
+        try:
+            saved = run_train_config(out)
+        except CheckpointError as exc:
+            return fail(str(exc))
+        for dest, field in RESUMED_SETTINGS.items():
+            if dest not in settings and field in saved:
+                settings[dest] = saved[field]
+        found = list_step_checkpoints(out)
+        if found and "steps" in settings and found[-1][0] >= settings["steps"]:
+            print(f"crl train: the run in {out} is finished ({found[-1][0]} of {settings['steps']} steps); "
+                  f"pass --steps N (more than {found[-1][0]}) to train it further")
+            return 0
     else:
         if not args.algo or not args.data:
             return fail("--algo and --data are required (unless --resume)", 2)
         data = args.data
         try:
-            agent_config = default_config(args.algo)
-            if args.config:
-                agent_config = apply_overrides(agent_config, load_yaml_overrides(args.config))
+            profile = get_profile(args.profile or DEFAULT_PROFILE)
+            agent_config = apply_overrides(default_config(args.algo), list(profile.overrides))
+            config_overrides = load_yaml_overrides(args.config) if args.config else {}
+            agent_config = apply_overrides(agent_config, config_overrides)
             agent_config = apply_overrides(agent_config, overrides)
         except (ValueError, OSError) as exc:
             return fail(f"bad config: {exc}", 2)
+        settings.setdefault("steps", profile.steps)
+        explicit_size = args.profile is not None or sets_size(overrides) or sets_size(config_overrides)
+        _hint_cpu_profile(args, profile, explicit_size, agent_config)
     try:
-        config = TrainConfig(steps=args.steps, seed=args.seed, device=args.device, log_every=args.log_every,
-                             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-                             keep_checkpoints=args.keep_checkpoints, amp_bf16=args.bf16, compile=args.compile,
-                             progress=not args.no_progress)
-        evaluator = make_sim_evaluator(args.eval_env, args.eval_episodes) if args.eval_env else None
+        config = TrainConfig(**{RESUMED_SETTINGS[d]: v for d, v in settings.items()}, amp_bf16=args.bf16,
+                             compile=args.compile, progress=not args.no_progress)
+        evaluator = make_sim_evaluator(args.eval_env, args.eval_episodes or 10) if args.eval_env else None
         result = train(data, args.algo, agent_config, config, out, resume=args.resume, force=args.force,
                        evaluator=evaluator)
+    except TrainInterrupted as exc:
+        from crl_ros.learning import distributed
+        if distributed.is_main_process():
+            print(f"crl train: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (DatasetError, CheckpointError, TrainError, ValueError) as exc:
         return fail(str(exc))
     from crl_ros.learning import distributed
@@ -131,3 +190,22 @@ def _train(args: argparse.Namespace) -> int:
     if result.eval:
         print("evaluation: " + ", ".join(f"{k} {v:.3f}" for k, v in result.eval.items()))
     return 0
+
+
+def _hint_cpu_profile(args: argparse.Namespace, profile, explicit_size: bool, agent_config) -> None:
+    """Up front: the paper profile on a CPU runs for days; say so and name the CPU profile."""
+    from crl_ros.learning import distributed
+    from crl_ros.learning.policy import resolve_device
+
+    if explicit_size or not distributed.is_main_process():
+        return
+    try:
+        device = resolve_device(args.device or "auto")
+    except ValueError:
+        return  # train() reports the bad device
+    if device.type != "cpu":
+        return
+    print(f"crl train: the {profile.name} profile (batch {agent_config.batch_size}, {agent_config.hidden_width}-wide "
+          f"MLPs) is sized for a GPU: on a CPU a step takes seconds (about 1 s at batch 256, 7-34 s at batch 2048 "
+          f"on 2 cores), i.e. days for {args.steps or profile.steps} steps. For a CPU run pass --profile cpu "
+          f"(see docs/benchmarks.md for its time per 1,000 steps).", file=sys.stderr, flush=True)

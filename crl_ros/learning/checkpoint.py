@@ -9,7 +9,8 @@ loads with ``torch.load(..., weights_only=True)`` (no pickled code runs)::
      "model":    agent.state_dict(),
      "training": None | {step, optimizer, sampler, rng, train_config}}
 
-``out/model.pt`` of a run holds meta + model (what `Policy.load` needs); the step
+``out/model.pt`` of a run holds meta + the deployable weights (what `Policy.load` needs:
+no target networks, optionally in half precision); the step
 checkpoints under ``out/checkpoints/`` also hold the training state for ``crl train --resume``.
 Writes are atomic (temporary file, fsync, ``os.replace``), so a crash never leaves a
 half-written checkpoint under the real name. Every way a file can be wrong (missing,
@@ -58,6 +59,7 @@ class CheckpointMeta:
     dataset: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     crl_ros_version: str = ""
+    weights_dtype: str = "float32"  # model.pt may hold float16/bfloat16 weights; Policy.load casts to fp32
 
     def __post_init__(self) -> None:
         self.image_shape = tuple(int(s) for s in self.image_shape)  # type: ignore[assignment]

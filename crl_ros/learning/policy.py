@@ -52,6 +52,27 @@ def build_agent(meta: CheckpointMeta, device: torch.device):
     return make_agent(meta.algorithm, cfg, image_shape=meta.image_shape, action_dim=meta.action_dim, device=device)
 
 
+def load_deployable_state(agent, state: dict[str, torch.Tensor], path: Any) -> None:
+    """Load a full (step checkpoint) or deployable (model.pt: no target networks, maybe
+    float16) state dict; every other mismatch is a `CheckpointError` naming the file."""
+    prefixes = tuple(getattr(agent, "training_only_prefixes", ()))
+    bad_dtype = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                 and v.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64)]
+    if bad_dtype:
+        raise CheckpointError(f"{path}: weights {bad_dtype[:3]} have an unsupported dtype")
+    try:
+        missing, unexpected = agent.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the {agent.name} network its "
+                              f"config describes: {str(exc).splitlines()[0]}") from exc
+    missing = [k for k in missing if not k.startswith(prefixes)] if prefixes else list(missing)
+    if missing or unexpected:
+        parts = ([f"missing {missing[:4]}{' ...' if len(missing) > 4 else ''}"] if missing else []) + \
+                ([f"unexpected {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}"] if unexpected else [])
+        raise CheckpointError(f"{path}: weights do not match the {agent.name} network its config "
+                              f"describes: {'; '.join(parts)}")
+
+
 class Policy:
     """A trained agent plus the metadata needed to feed it images and return real actions."""
 
@@ -70,11 +91,7 @@ class Policy:
         dev = resolve_device(device)
         ckpt = load_checkpoint(path, map_location="cpu")
         agent = build_agent(ckpt.meta, dev)
-        try:
-            agent.load_state_dict(ckpt.model)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{ckpt.path}: weights do not match the {ckpt.meta.algorithm} network its "
-                                  f"config describes: {str(exc).splitlines()[0]}") from exc
+        load_deployable_state(agent, ckpt.model, ckpt.path)
         agent.to(dev)
         agent.eval()
         return cls(agent, ckpt.meta, dev)

@@ -8,7 +8,14 @@ A run directory holds::
     metrics.jsonl             one JSON line per log step / evaluation
     tensorboard/              TensorBoard scalars: train/*, perf/*, eval/*
     checkpoints/step_XXXXXXX.pt   full training state (weights, optimiser, RNG), for --resume
-    model.pt                  latest weights + metadata, what `Policy.load` reads
+    model.pt                  latest deployable weights + metadata, what `Policy.load` reads
+                              (no target networks, no optimiser; optionally float16/bfloat16)
+
+Interrupts: SIGINT (Ctrl-C) or SIGTERM finish the current step, write a step checkpoint
+and model.pt (atomically) and end the run with `TrainInterrupted` (the CLI exits 130 /
+143); ``--resume`` continues from there. A second signal aborts at once: the checkpoints
+already on disk stay intact (writes go to a temporary file first). Checkpoints are also
+written every ``checkpoint_minutes`` of wall time, so a slow run never risks hours.
 
 Exactness: every random draw of a training step comes from the sampler's generator or
 torch's global RNG, and both (plus numpy's and Python's) are saved in each step
@@ -23,6 +30,9 @@ import json
 import math
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,15 +56,73 @@ class TrainError(RuntimeError):
     """Training cannot start or continue (existing run, nothing to resume, divergence)."""
 
 
+class TrainInterrupted(RuntimeError):
+    """A signal ended the run. ``saved`` is the checkpoint written at ``step`` (None when a
+    second signal aborted before it was written; ``last_checkpoint`` is then what --resume uses)."""
+
+    def __init__(self, signum: int, step: int, saved: Path | None, last_checkpoint: Path | None):
+        self.signum, self.step, self.saved, self.last_checkpoint = signum, step, saved, last_checkpoint
+        name = signal.Signals(signum).name
+        if saved is not None:
+            text = f"{name}: stopped at step {step}; checkpoint {saved} written, continue with --resume"
+        else:
+            text = (f"{name} again: aborted without saving step {step}; "
+                    + (f"--resume continues from {last_checkpoint}" if last_checkpoint else "no checkpoint was written"))
+        super().__init__(text)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM
+
+
+class _Abort(BaseException):
+    """Raised by the second signal: unwinds out of anything, including a checkpoint write."""
+
+
+class _StopSignals:
+    """First SIGINT/SIGTERM: ask the loop to stop after this step. Second: abort now.
+    Installed only in the main thread (signal handlers can live nowhere else)."""
+
+    def __init__(self, enabled: bool, main: bool):
+        self.signum: int | None = None
+        self.aborted = False
+        self._main = main
+        self._previous: dict[int, Any] = {}
+        self._enabled = enabled and threading.current_thread() is threading.main_thread()
+
+    def __enter__(self) -> "_StopSignals":
+        if self._enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+            if self._main:
+                print(f"\n{signal.Signals(signum).name}: finishing this step, then writing a checkpoint "
+                      f"(send it again to abort without saving)", file=sys.stderr, flush=True)
+            return
+        self.aborted = True
+        raise _Abort()
+
+
 @dataclass
 class TrainConfig:
-    steps: int = 100_000  # total gradient steps of the run (a resumed run continues up to it)
+    steps: int = 300_000  # total gradient steps of the run (a resumed run continues up to it); the paper's
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 100
     checkpoint_every: int = 5_000
+    checkpoint_minutes: float = 10.0  # also checkpoint after this much wall time (0: only every N steps)
     eval_every: int = 0  # 0: evaluate once at the end (when an evaluator is attached)
-    keep_checkpoints: int = 3  # step checkpoints kept (oldest deleted first); 0 keeps all
+    keep_checkpoints: int = 2  # step checkpoints kept (oldest deleted first); 0 keeps all
+    model_dtype: str = "float32"  # weights dtype of the deployable model.pt: float32 | float16 | bfloat16
+    handle_signals: bool = True  # SIGINT/SIGTERM save a checkpoint and stop (main thread only)
     amp_bf16: bool = False  # bf16 autocast of the forward passes on CUDA
     compile: bool = False  # torch.compile the agent's update (CUDA; the first steps are slow)
     progress: bool = True  # tqdm bar
@@ -63,8 +131,22 @@ class TrainConfig:
         for name in ("steps", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_every < 0 or self.keep_checkpoints < 0:
-            raise ValueError("eval_every and keep_checkpoints must be >= 0")
+        if self.eval_every < 0 or self.keep_checkpoints < 0 or self.checkpoint_minutes < 0:
+            raise ValueError("eval_every, keep_checkpoints and checkpoint_minutes must be >= 0")
+        if self.model_dtype not in MODEL_DTYPES:
+            raise ValueError(f"TrainConfig.model_dtype must be one of {', '.join(MODEL_DTYPES)}, got {self.model_dtype!r}")
+
+
+MODEL_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def deployable_state(agent: Any, dtype: str = "float32") -> dict[str, torch.Tensor]:
+    """What `Policy` needs of an agent: its state dict without the networks it lists in
+    ``training_only_prefixes`` (target networks), floating tensors cast to `dtype`."""
+    prefixes = tuple(getattr(agent, "training_only_prefixes", ()))
+    target = MODEL_DTYPES[dtype]
+    return {k: (v.to(target) if v.is_floating_point() else v) for k, v in agent.state_dict().items()
+            if not k.startswith(prefixes)}
 
 
 @dataclass
@@ -150,6 +232,8 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
         agent_config = config_from_dict(config_class(algorithm), checkpoint.meta.config)
     if config.amp_bf16 and hasattr(agent_config, "bf16"):
         agent_config = dataclasses.replace(agent_config, bf16=True)
+    if checkpoint is not None and main:
+        _record_resume(out, config, int(checkpoint.training["step"]))
 
     meta_ds = dataset.metadata
     seed_everything(config.seed)
@@ -160,6 +244,13 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     agent = make_agent(algorithm, agent_config, image_shape=meta_ds.image_shape, action_dim=meta_ds.action_dim,
                        device=device)
     agent.to(device)
+    use_bf16 = bool(getattr(agent, "uses_bf16", False))
+    if main:
+        from crl_ros.learning.precision import precision_info, resolve_bf16
+        _, why = resolve_bf16(bool(getattr(agent_config, "bf16", False)), device)
+        if why:
+            print(f"crl train: {why}", flush=True)
+        precision = {"precision": "bf16 autocast" if use_bf16 else "fp32", "detail": precision_info(device).detail}
     meta = CheckpointMeta(
         algorithm=algorithm, config=config_to_dict(agent_config), image_shape=meta_ds.image_shape,
         action_dim=meta_ds.action_dim, action_names=list(meta_ds.action_names),
@@ -187,8 +278,8 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     elif main:
         (out / "run.json").write_text(json.dumps({
             "algorithm": algorithm, "agent_config": config_to_dict(agent_config),
-            "train_config": dataclasses.asdict(config), "device": str(device), "dataset": meta.dataset,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
+            "train_config": dataclasses.asdict(config), "device": str(device), **precision,
+            "dataset": meta.dataset, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
 
     distributed.broadcast_parameters_(agent)
     update = torch.compile(agent.update) if config.compile else agent.update
@@ -214,7 +305,8 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
         training = {"step": step, "optimizer": agent.optimizer_state(), "sampler": sampler.state_dict(),
                     "rng": capture_rng_state(), "train_config": dataclasses.asdict(config)}
         path = save_checkpoint(step_checkpoint_path(out, step), step_meta, agent.state_dict(), training)
-        save_checkpoint(out / MODEL_FILENAME, step_meta, agent.state_dict())
+        save_checkpoint(out / MODEL_FILENAME, dataclasses.replace(step_meta, weights_dtype=config.model_dtype),
+                        deployable_state(agent, config.model_dtype))
         if config.keep_checkpoints:
             for _, old in list_step_checkpoints(out)[:-config.keep_checkpoints]:
                 old.unlink(missing_ok=True)
@@ -243,11 +335,25 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     bar = tqdm(total=config.steps, initial=start_step, desc=f"train {algorithm}", unit="step",
                disable=not (config.progress and main), dynamic_ncols=True)
     step = start_step
+    stop = _StopSignals(config.handle_signals, main)
+    stopped_by: int | None = None
+    saved_at_stop: Path | None = None
+    last_saved_path: Path | None = found[-1][1] if resume else None
+    t_saved = time.monotonic()
+    t_first_steps: list[float] = []
     try:
+        stop.__enter__()
         while step < config.steps:
+            if _stop_agreed(stop.signum is not None):
+                stopped_by = stop.signum or signal.SIGTERM
+                break
             batch = agent.make_batch(sampler, batch_size)
             info = update(batch, step)
             step += 1
+            if main and len(t_first_steps) < 4:
+                t_first_steps.append(time.perf_counter())
+                if len(t_first_steps) == 4:  # the first step warms up: time steps 2-4
+                    _warn_if_slow(config, device, step, (t_first_steps[-1] - t_first_steps[0]) / 3, bar)
             for key, value in info.items():  # on-device running sums: no host sync per step
                 value = value.detach().float()
                 sums[key] = sums[key] + value if key in sums else value
@@ -272,9 +378,11 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
                 sums, count = {}, 0
 
             t_pause = time.perf_counter()
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                save(step)
+            due_by_time = config.checkpoint_minutes and time.monotonic() - t_saved >= 60 * config.checkpoint_minutes
+            if step % config.checkpoint_every == 0 or step == config.steps or due_by_time:
+                last_saved_path = save(step) or last_saved_path
                 last_saved = step
+                t_saved = time.monotonic()
             if evaluator is not None and ((config.eval_every and step % config.eval_every == 0)
                                           or step == config.steps):
                 last_eval = run_evaluation(step)
@@ -282,14 +390,93 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in last_eval.items()))
             t_log += time.perf_counter() - t_pause  # steps/s counts training only
         if last_saved != step:
-            save(step)
-        if evaluator is not None and last_evaluated != step:
+            last_saved_path = save(step) or last_saved_path
+            last_saved = step
+        if stopped_by is not None:
+            saved_at_stop = last_saved_path
+        elif evaluator is not None and last_evaluated != step:
             last_eval = run_evaluation(step)
+    except _Abort:
+        stopped_by = stop.signum
+        saved_at_stop = None
+    except BaseException:
+        if not stop.aborted:
+            raise
+        # the second signal hit inside a library call that wrapped it (e.g. torch.save's writer)
+        stopped_by, saved_at_stop = stop.signum, None
     finally:
+        stop.__exit__()
         bar.close()
         if main:
             writer.close()
             metrics_file.close()
+    if stopped_by is not None:
+        if saved_at_stop is None or last_saved != step:
+            saved_at_stop = None
+            found_now = list_step_checkpoints(out)
+            last_saved_path = found_now[-1][1] if found_now else None
+        raise TrainInterrupted(int(stopped_by), step, saved_at_stop, last_saved_path)
     elapsed = time.perf_counter() - t_start
     return TrainResult(out_dir=out, model_path=out / MODEL_FILENAME, step=step,
                        steps_per_second=(step - start_step) / max(elapsed, 1e-9), eval=last_eval)
+
+
+def _stop_agreed(requested: bool) -> bool:
+    """Every process stops at the same step: with several, the request is all-reduced (max)."""
+    if not distributed.is_active():
+        return requested
+    import torch.distributed as dist
+    flag = torch.tensor([1.0 if requested else 0.0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _warn_if_slow(config: TrainConfig, device: torch.device, step: int, seconds_per_step: float, bar: Any) -> None:
+    """One line when the measured pace puts the end of the run more than an hour away."""
+    remaining = (config.steps - step) * seconds_per_step
+    if remaining < 3600:
+        return
+    hint = (" On a CPU, `crl train --profile cpu` sizes the run for it (docs/benchmarks.md)."
+            if device.type == "cpu" else "")
+    bar.write(f"crl train: {seconds_per_step:.2f} s/step on {device}: {config.steps - step} more steps take about "
+              f"{_duration(remaining)} ({_duration(1000 * seconds_per_step)} per 1,000 steps).{hint}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _record_resume(out: Path, config: TrainConfig, at_step: int) -> None:
+    """run.json keeps the settings in force (train_config) and a history of resumes."""
+    run_file = out / "run.json"
+    try:
+        run = json.loads(run_file.read_text())
+    except (OSError, ValueError):
+        return
+    run["train_config"] = dataclasses.asdict(config)
+    run.setdefault("resumed", []).append({"at_step": at_step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                          "steps": config.steps})
+    tmp = run_file.with_name(f".{run_file.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(run, indent=2))
+    os.replace(tmp, run_file)
+
+
+def run_train_config(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The TrainConfig fields a run was (last) trained with: run.json, else its latest checkpoint."""
+    out = Path(out_dir)
+    try:
+        saved = json.loads((out / "run.json").read_text()).get("train_config")
+        if isinstance(saved, dict):
+            return saved
+    except (OSError, ValueError):
+        pass
+    found = list_step_checkpoints(out)
+    if found:
+        training = load_checkpoint(found[-1][1]).training or {}
+        if isinstance(training.get("train_config"), dict):
+            return training["train_config"]
+    return {}

@@ -16,6 +16,8 @@ from torch import nn
 class Agent(nn.Module, abc.ABC):
     #: registry name, e.g. "stable_crl"
     name: str = ""
+    #: state-dict key prefixes that only training uses (target networks): not in model.pt
+    training_only_prefixes: tuple[str, ...] = ()
 
     def __init__(self, config: Any, image_shape: tuple[int, int, int], action_dim: int,
                  device: torch.device):

@@ -13,6 +13,7 @@ from crl_ros.learning import distributed
 from crl_ros.learning.agents.base import Agent
 from crl_ros.learning.augment import batch_coin, color_jitter, random_resized_crop, random_shift
 from crl_ros.learning.networks import NetworkConfig, images_to_float
+from crl_ros.learning.precision import resolve_bf16
 
 
 @dataclass
@@ -27,7 +28,9 @@ class AgentConfig(NetworkConfig):
     augment_pad: int = 4
     augment_resized_crop: bool = False  # real images: random resized crop, scale 0.8-1.0
     augment_color_jitter: bool = False  # real images: brightness/contrast/saturation/hue
-    bf16: bool = False  # bf16 autocast of the forward passes (fp32 weights, optimiser and losses)
+    # bf16 autocast of the forward passes (fp32 weights, optimiser and losses), where the device
+    # has native bf16 (crl_ros.learning.precision); elsewhere the agent runs in fp32
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,8 +58,16 @@ class OfflineAgent(Agent):
         with record_function("optimizer_step"):
             self.optimizer.step()
 
+    @property
+    def uses_bf16(self) -> bool:
+        """bf16 autocast requested AND native on this device (decided once per device)."""
+        cached = getattr(self, "_bf16_for", None)
+        if cached is None or cached[0] != self.device:
+            self._bf16_for = (self.device, resolve_bf16(self.config.bf16, self.device)[0])
+        return self._bf16_for[1]
+
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.bf16:
+        if self.uses_bf16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

@@ -46,6 +46,8 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 
 class GCIQLAgent(OfflineAgent):
     name = "gciql"
+    #: state-dict prefixes only training needs: left out of the deployable model.pt
+    training_only_prefixes = ("target_critic.",)
     config_class = GCIQLConfig
     config: GCIQLConfig
 

@@ -84,6 +84,8 @@ def classifier_accuracy(logits: torch.Tensor) -> torch.Tensor:
 
 class StableCRLAgent(OfflineAgent):
     name = "stable_crl"
+    #: state-dict prefixes only training needs: left out of the deployable model.pt
+    training_only_prefixes = ("target_critic.",)
     config_class = StableCRLConfig
     config: StableCRLConfig
 
