@@ -15,25 +15,38 @@ BUNDLED_MODEL = "widowx_stable_crl.pt"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from crl_ros.sim.suites import task_names
+
+    tasks = task_names("widowx")
     parser.add_argument("--model", help=f"checkpoint (default: the bundled models/{BUNDLED_MODEL})")
-    parser.add_argument("--task", default="reach", help="simulated task (default: reach)")
-    parser.add_argument("--episodes", type=int, default=3, help="goal images to reach, one per seed")
-    parser.add_argument("--seed", type=int, default=100, help="first sim seed (evaluation seeds, not training ones)")
+    parser.add_argument("--task", default="reach", choices=tasks, metavar="TASK",
+                        help="simulated task, one of: " + ", ".join(tasks))
+    parser.add_argument("--episodes", type=int, default=3, help="episodes, one goal image (sim seed) each")
+    parser.add_argument("--seed", type=int, default=100, help="sim seed of the first episode (evaluation seeds, "
+                        "not training ones); episode i uses seed + i")
     parser.add_argument("--timeout", type=float, default=40.0, help="seconds per episode")
-    parser.add_argument("--out", default="demo_out", help="folder for the GIFs (and the point-mass run)")
+    parser.add_argument("--out", default="demo_out", help="folder for the GIFs and results.json (and the "
+                        "point-mass run)")
     parser.add_argument("--pointmass", action="store_true", help="the point-mass learning demo instead")
     parser.add_argument("--steps", type=int, default=1000, help="--pointmass: training steps")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.episodes < 1:
+        print("crl demo: --episodes must be >= 1", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     return _pointmass(args, out) if args.pointmass else _reach_goal(args, out)
 
 
 def _reach_goal(args, out: Path) -> int:
-    from crl_ros.nodes import reach_goal_bringup as reach_goal
+    """One `crl reach-goal --sim` episode per seed; counts the episodes' own results (the
+    verdict each one printed), writes them to results.json; non-zero only if one failed to run."""
+    import json
+
     from crl_ros.nodes import common
+    from crl_ros.nodes import reach_goal_bringup as reach_goal
 
     if args.model:
         model = Path(args.model)
@@ -44,20 +57,42 @@ def _reach_goal(args, out: Path) -> int:
             print(f"crl demo: the bundled model is missing ({exc}); train one (models/MODEL_CARD.md) "
                   "or run `crl demo --pointmass`", file=sys.stderr)
             return 1
-    successes = 0
+    results = []
     for i in range(args.episodes):
         seed = args.seed + i
         gif = out / f"reach_goal_{args.task}_seed{seed}.gif"
         print(f"--- episode {i + 1}/{args.episodes}: task {args.task}, seed {seed}", flush=True)
-        code = reach_goal.run(argparse.Namespace(sim=True, task=args.task, seed=seed, goal=None, model=str(model),
-                                                 device=None, timeout=args.timeout, gif=str(gif), enable=False))
-        if code not in (0, 1):
-            return code
-        successes += code == 0
-        print(f"GIF (goal | camera): {gif}", flush=True)
-    print(f"demo: reached {successes}/{args.episodes} goal images of task {args.task} through the ROS graph "
-          f"with {model}")
+        try:
+            results.append(reach_goal.reach(argparse.Namespace(
+                sim=True, task=args.task, seed=seed, goal=None, model=str(model), device=None,
+                timeout=args.timeout, gif=str(gif), enable=False)))
+        except reach_goal.ReachGoalError as exc:
+            print(f"crl demo: episode {i + 1} (seed {seed}) could not run: {exc}", file=sys.stderr)
+            return exc.code
+    report = out / "results.json"
+    report.write_text(json.dumps({"task": args.task, "model": str(model), "timeout_s": args.timeout,
+                                  "episodes": [r.as_dict() for r in results]}, indent=2))
+    print(summarize(results, args.task, args.timeout, model))
+    print(f"GIFs (goal | camera) and results.json in {out}")
     return 0
+
+
+def summarize(results: list, task: str, timeout: float, model) -> str:
+    """What the demo measured: episodes, successes, and time and actions to reach the goal."""
+    reached = [r for r in results if r.success]
+    seeds = f"{results[0].seed}" if len(results) == 1 else f"{results[0].seed}-{results[-1].seed}"
+    lines = [f"demo: {len(reached)}/{len(results)} episodes reached their goal image (task {task}, "
+             f"sim seeds {seeds}, one goal each, {timeout:.0f} s allowed per episode) "
+             f"through the ROS graph with {model}"]
+    if reached:
+        seconds = [r.seconds for r in reached]
+        actions = [r.actions for r in reached]
+        lines.append(f"  to success: {min(seconds):.1f}-{max(seconds):.1f} s, {min(actions)}-{max(actions)} "
+                     "policy actions")
+    timed_out = [str(r.seed) for r in results if not r.success]
+    if timed_out:
+        lines.append(f"  timed out: seed {', '.join(timed_out)}")
+    return "\n".join(lines)
 
 
 def _pointmass(args, out: Path) -> int:

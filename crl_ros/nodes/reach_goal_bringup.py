@@ -1,12 +1,22 @@
-"""`crl reach-goal`: the deploy graph composed in ONE process (rclpy MultiThreadedExecutor).
+"""`crl reach-goal`: the deploy graph composed in ONE process.
 
 The same nodes and the same config/*.yaml as `ros2 launch crl_ros reach_goal.launch.py`:
 camera_node (ingests image_raw), goal_node, policy_node, arm_node and, with ``--sim``,
 sim_node standing in for the robot and camera. The goal goes in through the real
 interface: goal_node's ``goal_image_path`` parameter, set with a SetParameters service
 call (``--goal IMAGE``, or in sim the task's goal rendered by the simulator's camera).
-Runs until the task succeeds (sim) or ``--timeout``; prints the result and saves a GIF
-of goal | camera observation.
+
+One episode runs until the simulator reports ``task_success`` (sim) or ``--timeout``.
+The verdict is decided ONCE, at that moment, from the first ``task_success: true``;
+then the goal is cleared and the arm stopped (hold and disable), and only then are the
+result printed and the GIF (goal | camera) written. (The verdict used to be re-read
+after the GIF was written; by then the still-moving arm could have left the goal and a
+later ``task_success: false`` turned a printed SUCCESS into exit code 1.)
+
+Callbacks run on one SingleThreadedExecutor thread, in arrival order (the simulator
+keeps its own thread for physics and rendering); the sim is seeded and the policy acts
+with its mean. Physics follows wall-clock time, so two runs of one seed can still
+differ by a step or two.
 """
 from __future__ import annotations
 
@@ -14,27 +24,71 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 HELP = "reach a goal image with a trained policy through the ROS graph (one process)"
 
 
+def _sim_tasks() -> list[str]:
+    from crl_ros.sim.suites import task_names
+    return task_names("widowx")
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--sim", action="store_true", help="use the simulated WidowX (sim_node)")
-    parser.add_argument("--task", help="sim task (default: sim_node.yaml's)")
+    tasks = _sim_tasks()
+    parser.add_argument("--sim", action="store_true", help="use the simulated WidowX (sim_node) as robot and camera")
+    parser.add_argument("--task", choices=tasks, metavar="TASK",
+                        help="sim task, one of: " + ", ".join(tasks) + " (default: sim_node.yaml's)")
     parser.add_argument("--seed", type=int, help="sim episode seed (default: sim_node.yaml's)")
     parser.add_argument("--goal", help="goal image file (default in sim: the task's goal)")
     parser.add_argument("--model", help="checkpoint (default: policy_node.yaml's model_path)")
     parser.add_argument("--device", help="auto | cpu | cuda (default: policy_node.yaml's)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up")
-    parser.add_argument("--gif", help="save goal | observation frames as this GIF")
+    parser.add_argument("--gif", help="save goal | camera frames (5 per second) as this GIF")
     parser.add_argument("--enable", action="store_true",
                         help="real robot: enable the arm right away (in sim it always is)")
 
 
-def _param(name, value):
-    from rclpy.parameter import Parameter
-    return Parameter(name, value=value)
+class ReachGoalError(Exception):
+    """The episode could not run (bad arguments, a node that failed to start, no goal)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class ReachResult:
+    """What one episode measured, fixed when it ended (first task_success, or the timeout)."""
+
+    sim: bool
+    task: str | None        # sim task (None on a robot)
+    seed: int | None        # sim episode seed
+    success: bool           # sim: task_success was true before the timeout; robot: always False
+    seconds: float          # from the goal being set to success (or to the timeout)
+    actions: int            # actions policy_node published in that time
+    goal_score: float | None  # the critic's last goal score
+    gif: str | None = None
+    gif_frames: int = 0
+
+    @property
+    def verdict(self) -> str:
+        return "SUCCESS" if self.success else ("TIMEOUT" if self.sim else "STOPPED")
+
+    @property
+    def exit_code(self) -> int:
+        """0 exactly when the verdict line says SUCCESS (sim) or the run simply ended (robot)."""
+        return 0 if (self.success or not self.sim) else 1
+
+    def summary(self) -> str:
+        score = "n/a" if self.goal_score is None else f"{self.goal_score:+.2f}"
+        what = f"task {self.task} (seed {self.seed})" if self.sim else "goal"
+        return (f"{self.verdict}: {what} after {self.seconds:.1f}s, {self.actions} actions, "
+                f"last goal score {score}")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "verdict": self.verdict}
 
 
 def set_goal_path(client_node, goal_node_name: str, path: str, timeout: float = 10.0) -> tuple[bool, str]:
@@ -56,51 +110,45 @@ def set_goal_path(client_node, goal_node_name: str, path: str, timeout: float = 
     return result.results[0].successful, result.results[0].reason
 
 
+def _param(name, value):
+    from rclpy.parameter import Parameter
+    return Parameter(name, value=value)
+
+
 def run(args) -> int:
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import Bool, Float32
+    """`crl reach-goal`: one episode; exit 0 exactly when it printed SUCCESS (sim) or ended (robot)."""
+    try:
+        return reach(args).exit_code
+    except ReachGoalError as exc:
+        print(f"crl reach-goal: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("crl reach-goal: interrupted", file=sys.stderr)
+        return 130
 
-    from crl_ros.nodes import common
-    from crl_ros.nodes.arm_node import ArmNode
-    from crl_ros.nodes.camera_node import CameraNode
-    from crl_ros.nodes.goal_node import GoalNode
-    from crl_ros.nodes.policy_node import PolicyNode
-    from crl_ros.robot import camera
 
+def reach(args) -> ReachResult:
+    """Run one episode through the graph; print its verdict (and save the GIF); return what it measured.
+
+    Raises ReachGoalError when the episode cannot run.
+    """
     if not args.sim and not args.goal:
-        print("crl reach-goal: give --goal IMAGE (or use --sim, whose task has a goal)", file=sys.stderr)
-        return 2
+        raise ReachGoalError("give --goal IMAGE (or use --sim, whose task has a goal)", 2)
+    from crl_ros.nodes import common
+
     model = args.model or common.node_defaults("policy_node").get("model_path", "")
     if not model:
-        print("crl reach-goal: no model: pass --model CKPT or set model_path in config/policy_node.yaml", file=sys.stderr)
-        return 2
+        raise ReachGoalError("no model: pass --model CKPT or set model_path in config/policy_node.yaml", 2)
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
 
     rclpy.init(args=[])
     nodes = []
     executor = spinner = None
+    spinning = threading.Event()
     try:
-        sim = None
-        if args.sim:
-            from crl_ros.nodes.sim_node import SimNode
-            overrides = [_param("task", args.task)] if args.task else []
-            overrides += [_param("seed", args.seed)] if args.seed is not None else []
-            sim = SimNode(parameter_overrides=overrides)
-            nodes.append(sim)
-        policy_overrides = [_param("model_path", str(model))]
-        if args.device:
-            policy_overrides.append(_param("device", args.device))
-        try:
-            nodes += [CameraNode(parameter_overrides=[_param("source", "topic")]),
-                      GoalNode(),
-                      PolicyNode(parameter_overrides=policy_overrides),
-                      ArmNode(parameter_overrides=[_param("start_enabled", bool(args.sim or args.enable))])]
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            print(f"crl reach-goal: {exc}", file=sys.stderr)
-            return 1
-        policy = next(n for n in nodes if isinstance(n, PolicyNode))
-
+        sim, policy = _start_nodes(args, model, nodes)
         goal_path = args.goal
         if goal_path is None:
             # The simulator renders the goal scene with the robot's camera, full frame:
@@ -109,77 +157,41 @@ def run(args) -> int:
             from PIL import Image as PILImage
             PILImage.fromarray(sim.goal_image()).save(goal_path)
 
-        monitor = rclpy.create_node("reach_goal_monitor")
-        nodes.append(monitor)
-        state = {"success": False, "goal": None, "obs": None, "score": None, "frames": [], "last_frame": 0.0}
-        lock = threading.Lock()
-
-        def on_obs(msg):
-            with lock:
-                state["obs"] = common.image_from_msg(msg)
-                now = time.monotonic()
-                if args.gif and state["goal"] is not None and now - state["last_frame"] >= 0.2:
-                    state["frames"].append(camera.side_by_side(state["goal"], state["obs"], scale=4))
-                    state["last_frame"] = now
-
-        def on_goal(msg):
-            with lock:
-                state["goal"] = common.image_from_msg(msg) if msg.width else None
-
-        monitor.create_subscription(Image, "observation", on_obs, common.sensor_qos())
-        monitor.create_subscription(Image, "goal_image", on_goal, common.latched_qos())
-        monitor.create_subscription(Float32, "goal_score", lambda m: state.update(score=m.data), common.reliable_qos())
-        if sim is not None:
-            monitor.create_subscription(Bool, "task_success", lambda m: state.update(success=bool(m.data)),
-                                        common.reliable_qos())
-
-        executor = MultiThreadedExecutor(num_threads=4)
+        monitor = _Monitor(rclpy.create_node("reach_goal_monitor"), policy, record_frames=bool(args.gif),
+                           watch_success=sim is not None)
+        nodes.append(monitor.node)
+        executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
-        spinning = threading.Event()
-        spinning.set()
 
         def spin() -> None:
             while spinning.is_set():
                 executor.spin_once(timeout_sec=0.1)
 
-        spinner = threading.Thread(target=spin, daemon=True)
+        spinning.set()
+        spinner = threading.Thread(target=spin, name="reach_goal_executor", daemon=True)
         spinner.start()
 
-        ok, reason = set_goal_path(monitor, "goal_node", goal_path)
+        ok, reason = set_goal_path(monitor.node, "goal_node", goal_path)
         if not ok:
-            print(f"crl reach-goal: goal_node refused the goal {goal_path}: {reason}", file=sys.stderr)
-            return 1
+            raise ReachGoalError(f"goal_node refused the goal {goal_path}: {reason}")
         print(f"goal: {goal_path}; model: {model}; timeout {args.timeout:.0f}s", flush=True)
-
-        start = time.monotonic()
-        while time.monotonic() - start < args.timeout and not state["success"]:
-            time.sleep(0.05)
-        elapsed = time.monotonic() - start
-        acted = policy.counts["acted"]
-        score = "n/a" if state["score"] is None else f"{state['score']:+.2f}"
-        if sim is not None:
-            verdict = "SUCCESS" if state["success"] else "TIMEOUT"
-            print(f"{verdict}: task {sim.task_name} after {elapsed:.1f}s, {acted} actions, last goal score {score}")
-        else:
-            print(f"stopped after {elapsed:.1f}s, {acted} actions, last goal score {score}")
+        monitor.start()
+        monitor.finished.wait(args.timeout)
+        seconds, actions, success = monitor.end(args.timeout)
+        _end_episode(monitor.node)
+        result = ReachResult(sim=sim is not None, task=sim.task_name if sim else None, seed=sim.seed if sim else None,
+                             success=success, seconds=seconds, actions=actions, goal_score=monitor.score)
+        print(result.summary(), flush=True)
         if args.gif:
-            _save_gif(args.gif, state["frames"], lock)
-        return 0 if (sim is None or state["success"]) else 1
-    except KeyboardInterrupt:
-        print("crl reach-goal: interrupted", file=sys.stderr)
-        return 130
+            result.gif_frames = _save_gif(args.gif, monitor.frames)
+            result.gif = args.gif if result.gif_frames else None
+        return result
     finally:
+        if spinner is not None:
+            spinning.clear()
+            spinner.join(timeout=5.0)
         if executor is not None:
-            if spinner is not None:
-                spinning.clear()
-                spinner.join(timeout=5.0)
-            for node in nodes:
-                executor.remove_node(node)
-            # rclpy's MultiThreadedExecutor.shutdown destroys its guard condition without waiting
-            # for callbacks already handed to its threads; give those a moment to finish so they
-            # do not fail on the destroyed guard ("exception was never retrieved").
-            time.sleep(0.3)
             executor.shutdown(timeout_sec=5.0)
         for node in nodes:
             getattr(node, "close", lambda: None)()
@@ -187,15 +199,128 @@ def run(args) -> int:
         rclpy.try_shutdown()
 
 
-def _save_gif(path: str, frames: list, lock) -> None:
+def _start_nodes(args, model, nodes: list):
+    """sim_node (with --sim), camera_node, goal_node, policy_node and arm_node, appended to ``nodes``."""
+    from crl_ros.nodes.arm_node import ArmNode
+    from crl_ros.nodes.camera_node import CameraNode
+    from crl_ros.nodes.goal_node import GoalNode
+    from crl_ros.nodes.policy_node import PolicyNode
+
+    sim = None
+    policy_overrides = [_param("model_path", str(model))]
+    if args.device:
+        policy_overrides.append(_param("device", args.device))
+    try:
+        if args.sim:
+            from crl_ros.nodes.sim_node import SimNode
+            overrides = [_param("task", args.task)] if args.task else []
+            overrides += [_param("seed", args.seed)] if args.seed is not None else []
+            sim = SimNode(parameter_overrides=overrides)
+            nodes.append(sim)
+        nodes.append(CameraNode(parameter_overrides=[_param("source", "topic")]))
+        nodes.append(GoalNode())
+        policy = PolicyNode(parameter_overrides=policy_overrides)
+        nodes.append(policy)
+        nodes.append(ArmNode(parameter_overrides=[_param("start_enabled", bool(args.sim or args.enable))]))
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise ReachGoalError(str(exc)) from exc
+    return sim, policy
+
+
+class _Monitor:
+    """Watches the graph from outside, like `ros2 topic echo`: GIF frames of goal | camera,
+    the last goal score and, in sim, the FIRST task_success that is true, which ends the
+    episode. Its callbacks only record; the verdict is taken once, by ``end``."""
+
+    def __init__(self, node, policy, record_frames: bool, watch_success: bool):
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Bool, Float32
+
+        from crl_ros.nodes import common
+
+        self.node, self.policy, self.record_frames = node, policy, record_frames
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        self.goal = None
+        self.score: float | None = None
+        self.frames: list = []
+        self._last_frame = -1.0
+        self._start: float | None = None
+        self._ended = False
+        self._success_at: tuple[float, int] | None = None
+        node.create_subscription(Image, "observation", self.on_observation, common.sensor_qos())
+        node.create_subscription(Image, "goal_image", self.on_goal, common.latched_qos())
+        node.create_subscription(Float32, "goal_score", self.on_score, common.reliable_qos())
+        if watch_success:
+            node.create_subscription(Bool, "task_success", self.on_success, common.reliable_qos())
+
+    def start(self) -> None:
+        with self.lock:
+            self._start = time.monotonic()
+
+    def end(self, timeout: float) -> tuple[float, int, bool]:
+        """Close the episode: (seconds, actions, success) at the first success, else now."""
+        with self.lock:
+            self._ended = True
+            if self._success_at is not None:
+                seconds, actions = self._success_at
+                return seconds, actions, True
+            return min(time.monotonic() - self._start, timeout), self.policy.counts["acted"], False
+
+    def on_observation(self, msg) -> None:
+        from crl_ros.nodes import common
+        from crl_ros.robot import camera
+
+        with self.lock:
+            now = time.monotonic()
+            if not self.record_frames or self._ended or self.goal is None or now - self._last_frame < 0.2:
+                return
+            self.frames.append(camera.goal_beside_view(self.goal, common.image_from_msg(msg), scale=4))
+            self._last_frame = now
+
+    def on_goal(self, msg) -> None:
+        from crl_ros.nodes import common
+        with self.lock:
+            self.goal = common.image_from_msg(msg).copy() if msg.width else None
+
+    def on_score(self, msg) -> None:
+        with self.lock:
+            if not self._ended:
+                self.score = float(msg.data)
+
+    def on_success(self, msg) -> None:
+        with self.lock:
+            if not msg.data or self._start is None or self._ended or self._success_at is not None:
+                return
+            self._success_at = (time.monotonic() - self._start, self.policy.counts["acted"])
+        self.finished.set()
+
+
+def _end_episode(node, timeout: float = 5.0) -> None:
+    """Through the graph's services: goal_node's ``clear_goal`` (policy_node stops acting),
+    then arm_node's ``stop`` (hold where it is, disable). The episode is over; the arm stays put."""
+    from std_srvs.srv import Trigger
+
+    from crl_ros.nodes import common
+
+    for service in ("clear_goal", "stop"):
+        client = node.create_client(Trigger, service)
+        try:
+            if common.call_service(client, Trigger.Request(), timeout=timeout) is None:
+                print(f"crl reach-goal: no reply from {service} within {timeout:.0f} s", file=sys.stderr)
+        finally:
+            node.destroy_client(client)
+
+
+def _save_gif(path: str, frames: list) -> int:
+    """Write the frames as a GIF (5 frames per second); returns how many."""
     from PIL import Image as PILImage
 
-    with lock:
-        frames = list(frames)
     if not frames:
-        print(f"no frames to save in {path}", file=sys.stderr)
-        return
+        print(f"crl reach-goal: no frames to save in {path}", file=sys.stderr)
+        return 0
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     images = [PILImage.fromarray(f) for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=200, loop=0)
-    print(f"saved {len(images)} frames (goal | camera) to {path}")
+    print(f"saved {len(images)} frames (goal | camera) to {path}", flush=True)
+    return len(images)

@@ -228,3 +228,24 @@ def side_by_side(*images: np.ndarray, scale: int = 1) -> np.ndarray:
     if scale > 1:
         out = out.repeat(scale, axis=0).repeat(scale, axis=1)
     return out
+
+
+def write_labels(image: np.ndarray, labels: Sequence[tuple[int, str]]) -> np.ndarray:
+    """A copy of ``image`` with each ``(x, text)`` written at the top of column ``x``, yellow
+    on a black box: the captions of side-by-side panels in GIFs and debug images."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.fromarray(check_rgb(image))
+    draw = ImageDraw.Draw(canvas)
+    for x, text in labels:
+        left, top, right, bottom = draw.textbbox((x + 3, 2), text)
+        draw.rectangle([x, 0, right + 2, bottom + 2], fill=(0, 0, 0))
+        draw.text((x + 3, 2), text, fill=(255, 255, 0))
+    return np.asarray(canvas)
+
+
+def goal_beside_view(goal: np.ndarray, view: np.ndarray, scale: int = 1, view_label: str = "camera") -> np.ndarray:
+    """THE picture of goal reaching in every GIF and debug image: the goal on the left, the
+    camera view on the right, upscaled by ``scale``, each captioned."""
+    out = side_by_side(goal, view, scale=scale)
+    return write_labels(out, [(0, "goal"), (goal.shape[1] * scale, view_label)])

@@ -27,3 +27,18 @@ def get_suite(name: str) -> ModuleType:
     if name not in SUITES:
         raise ValueError(f"unknown env suite {name!r}; choose one of {sorted(SUITES)}")
     return importlib.import_module(SUITES[name])
+
+
+def task_names(name: str, play: bool = False) -> list[str]:
+    """A suite's task names (with ``play``: and its play task names) for help texts and
+    argument choices, without loading the simulator (the CLI builds every parser)."""
+    if name == "widowx":
+        from crl_ros.sim import tasks  # the WidowX task table; crl_ros.sim.widowx would load MuJoCo
+        return [task.name for task in tasks.TASK_LIST] + ([tasks.PLAY_TASK_NAME] if play else [])
+    suite = get_suite(name)
+    return list(suite.TASKS) + (list(suite.play_tasks) if play else [])
+
+
+def tasks_help(play: bool = False) -> str:
+    """'pointmass: a, b; widowx: c, d': every suite's tasks, for --task help."""
+    return "; ".join(f"{name}: {', '.join(task_names(name, play))}" for name in SUITES)
