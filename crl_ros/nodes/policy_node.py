@@ -4,7 +4,7 @@ In: ``observation`` (sensor_msgs/Image rgb8, from camera_node) and ``goal_image`
 (latched, from goal_node; 0x0 = no goal). Out: ``action`` (std_msgs/Float32MultiArray,
 crl_ros layout: [dx, dy, dz, droll, dpitch, dyaw, gripper], see nodes/common.py),
 ``goal_score`` (std_msgs/Float32, the critic's logit; higher = closer to the goal) and
-``debug_image`` (observation | goal side by side with the score written on it; its
+``debug_image`` (goal | observation side by side with the score written on it; its
 header stamp is the observation's, so latency can be measured end to end).
 
 It acts every 1/``rate_hz`` s (or on every new observation with ``act_on_observation``)
@@ -30,7 +30,7 @@ PARAMETERS = [
     ("rate_hz", 5.0, "control rate"),
     ("max_observation_age_ms", 300.0, "never act on an observation older than this"),
     ("act_on_observation", False, "act on every new observation instead of on a timer"),
-    ("publish_debug_image", True, "publish debug_image (observation | goal, score overlay)"),
+    ("publish_debug_image", True, "publish debug_image (goal | observation, score overlay)"),
     ("debug_scale", 4, "upscaling of the debug image"),
     ("torch_threads", 1, "CPU threads for inference (0 = torch's default); batch-1 inference gains little "
                          "from more, and the other nodes need the cores"),
@@ -144,16 +144,9 @@ class PolicyNode(Node):
 
 
 def debug_image(obs: np.ndarray, goal: np.ndarray, score: float | None, scale: int = 4) -> np.ndarray:
-    """observation | goal, upscaled, with the goal score written at the top left."""
-    from PIL import Image as PILImage, ImageDraw
-
-    canvas = PILImage.fromarray(camera.side_by_side(obs, goal, scale=scale))
-    draw = ImageDraw.Draw(canvas)
-    text = "score n/a" if score is None else f"score {score:+.2f}"
-    draw.rectangle([0, 0, 8 + 7 * len(text), 14], fill=(0, 0, 0))
-    draw.text((3, 2), text, fill=(255, 255, 0))
-    draw.text((obs.shape[1] * scale + 3, 2), "goal", fill=(255, 255, 0))
-    return np.asarray(canvas)
+    """goal | observation, upscaled, captioned; the goal score is the observation's caption."""
+    return camera.goal_beside_view(goal, obs, scale=scale,
+                                   view_label="camera, score n/a" if score is None else f"camera, score {score:+.2f}")
 
 
 def main(args=None) -> int:

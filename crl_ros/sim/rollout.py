@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int 
     Episode ``i`` of a task resets with a seed derived from (``seed``, task index, ``i``), so
     the same seed gives the same starts and goals for every actor. Returns
     ``{task: {"success_rate", "successes", "episodes", "mean_steps"}}``; with ``video_path``
-    the first episode of each task is saved as one GIF (camera view | goal image).
+    the first episode of each task is saved as one GIF (goal image | camera view).
     """
     suite = get_suite(suite_name)
     tasks = list(suite.TASKS) if task == "all" else [task]
@@ -122,7 +122,8 @@ def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int 
             successes += int(ep["success"])
             steps.append(ep["steps"])
             if record:
-                video.extend(side_by_side(f, ep["goal_image"]) for f in ep["frames"])
+                video.extend(side_by_side(ep["goal_image"], f) for f in ep["frames"])
+                camera_x = video[-1].shape[1] - ep["frames"][0].shape[1]
             if bar is not None:
                 bar.update(1)
         env.close()
@@ -131,7 +132,7 @@ def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int 
     if bar is not None:
         bar.close()
     if video_path is not None and video:
-        write_gif(video_path, video)
+        write_gif(video_path, video, labels=[(0, "goal"), (camera_x, "camera")])
     return results
 
 
@@ -226,8 +227,8 @@ def write_demos(path: str | os.PathLike, suite_name: str, task_or_play: str, epi
 
 
 # -- videos ---------------------------------------------------------------------------------
-def side_by_side(frame: np.ndarray, goal_image: np.ndarray, gap: int = 2) -> np.ndarray:
-    """Camera frame | white gap | goal image (resized to the frame's height by nearest neighbour)."""
+def side_by_side(goal_image: np.ndarray, frame: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Goal image (resized to the frame's height by nearest neighbour) | white gap | camera frame."""
     frame = np.asarray(frame, np.uint8)[..., :3]
     goal = np.asarray(goal_image, np.uint8)[..., :3]
     if goal.shape[0] != frame.shape[0]:
@@ -235,19 +236,27 @@ def side_by_side(frame: np.ndarray, goal_image: np.ndarray, gap: int = 2) -> np.
         cols = np.arange(goal.shape[1] * frame.shape[0] // goal.shape[0]) * goal.shape[0] // frame.shape[0]
         goal = goal[rows][:, cols]
     spacer = np.full((frame.shape[0], gap, 3), 255, np.uint8)
-    return np.concatenate([frame, spacer, goal], axis=1)
+    return np.concatenate([goal, spacer, frame], axis=1)
 
 
-def write_gif(path: str | os.PathLike, frames: list[np.ndarray], fps: float = 5.0, min_height: int = 192) -> Path:
-    """Write RGB frames as a looping GIF, upscaled (nearest) to at least ``min_height`` px; atomic."""
+def write_gif(path: str | os.PathLike, frames: list[np.ndarray], fps: float = 5.0, min_height: int = 192,
+              labels: Sequence[tuple[int, str]] = ()) -> Path:
+    """Write RGB frames as a looping GIF, upscaled (nearest) to at least ``min_height`` px; atomic.
+    ``labels``: ``(x, text)`` captions at column x of the frames as given (before upscaling)."""
     from PIL import Image
+
+    from crl_ros.robot.camera import write_labels
 
     if not frames:
         raise ValueError("no frames to write")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     scale = max(1, int(np.ceil(min_height / frames[0].shape[0])))
-    images = [Image.fromarray(np.repeat(np.repeat(np.asarray(f, np.uint8), scale, 0), scale, 1)) for f in frames]
+    scaled_labels = [(x * scale, text) for x, text in labels]
+    images = []
+    for f in frames:
+        big = np.repeat(np.repeat(np.asarray(f, np.uint8), scale, 0), scale, 1)
+        images.append(Image.fromarray(write_labels(big, scaled_labels) if labels else big))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                    duration=int(1000 / fps), loop=0)

@@ -115,11 +115,12 @@ def test_collect_demos_is_deterministic_across_workers():
         list(collect_demos("pointmass", "nope", episodes=1))
 
 
-def test_gif_has_camera_and_goal_side_by_side(tmp_path):
+def test_gif_has_goal_then_camera_side_by_side(tmp_path):
     frame = np.zeros((24, 24, 3), np.uint8)
     goal = np.full((48, 48, 3), 200, np.uint8)
-    combined = side_by_side(frame, goal)
-    assert combined.shape == (24, 24 + 2 + 24, 3) and combined[0, -1, 0] == 200
+    combined = side_by_side(goal, frame)
+    # goal on the left (resized to the frame's height), white gap, camera on the right
+    assert combined.shape == (24, 24 + 2 + 24, 3) and combined[-1, 0, 0] == 200 and combined[-1, -1, 0] == 0
     path = write_gif(tmp_path / "v" / "ep.gif", [combined, 255 - combined], min_height=96)
     with Image.open(path) as gif:
         assert gif.n_frames == 2 and gif.size == (50 * 4, 96)
@@ -127,6 +128,12 @@ def test_gif_has_camera_and_goal_side_by_side(tmp_path):
     evaluate("pointmass", "reach_center", ScriptedActor("pointmass"), episodes=1, video_path=tmp_path / "e.gif")
     with Image.open(tmp_path / "e.gif") as gif:
         assert gif.n_frames >= 3
+        first = np.asarray(gif.convert("RGB"))
+    # captions: yellow text on black at the top left of each panel ("goal", then "camera")
+    width = first.shape[1]
+    yellow = (first[:14, :, 0] > 200) & (first[:14, :, 1] > 200) & (first[:14, :, 2] < 80)
+    assert yellow[:, : width // 4].any() and yellow[:, width // 2: 3 * width // 4].any()
+    assert not yellow[:, width // 4: width // 2].any()
 
 
 def test_sim_modules_do_not_import_torch():
