@@ -35,14 +35,21 @@ def tiny_run(tmp_path_factory):
 
 def test_interpolate_writes_a_strip_of_dataset_frames(tiny_run, capsys):
     data, model, root = tiny_run
-    picture = root / "interp.png"
+    picture, report_path = root / "interp.png", root / "interp.json"
     assert main(["analyze", "interpolate", "--model", str(model), "--data", str(data),
-                 "--episode", "0", "--points", "5", "--out", str(picture)]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert len(report["frames"]) == 5
+                 "--episode", "0", "--points", "5", "--out", str(picture), "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert len(report["frames"]) == 5 and len(report["distances"]) == 5
+    # a summary for people: where the picture is and the frames found, not a JSON blob
+    out = capsys.readouterr().out
+    assert not out.lstrip().startswith("{")
+    assert f"picture: {picture}" in out and ", ".join(str(f) for f in report["frames"]) in out
+    assert f"from frame {report['start']} to frame {report['end']}" in out
     # the endpoints are their own nearest frames
     assert report["frames"][0] == report["start"] and report["frames"][-1] == report["end"]
     assert Image.open(picture).size[0] > 5 * 48 * 3
+    assert main(["analyze", "interpolate", "--model", str(model), "--data", str(data), "--points", "1"]) == 2
+    assert "at least its 2 endpoints" in capsys.readouterr().err
 
 
 def test_arm_matching_scores_four_images_per_task(tiny_run, tmp_path, capsys):

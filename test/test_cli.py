@@ -89,3 +89,85 @@ def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "crl_ros.cli", "--help"], capture_output=True, text=True, check=True)
     for command in ("train", "demos", "eval"):
         assert command in out.stdout
+
+
+def _subcommand_parsers(parser=None, prefix=()):
+    """(command words, parser) for every subcommand, nested ones (`analyze interpolate`) too."""
+    import argparse
+
+    from crl_ros.cli import build_parser
+    parser = parser or build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _subcommand_parsers(sub, (*prefix, name))
+
+
+def test_every_option_of_every_subcommand_has_help():
+    import argparse
+    parsers = dict(_subcommand_parsers())
+    assert {"train", "demos", "eval", "convert", "record", "reach-goal", "demo", "analyze"} <= {
+        words[0] for words in parsers}
+    assert ("analyze", "interpolate") in parsers and ("analyze", "arm-matching") in parsers
+    missing = [f"crl {' '.join(words)} {'/'.join(a.option_strings) or a.dest}"
+               for words, p in parsers.items() for a in p._actions
+               if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)) and not (a.help or "").strip()]
+    assert not missing, missing
+
+
+def test_help_shows_defaults_task_names_and_one_image_size_order():
+    from crl_ros.sim.suites import task_names
+    parsers = dict(_subcommand_parsers())
+    helps = {" ".join(words): p.format_help() for words, p in parsers.items()}
+    assert "(default: 5.0)" in helps["convert"] and "(default: 0.5)" in helps["convert"]
+    assert "(default: 0)" in helps["eval"] and "(default: demo_out)" in helps["demo"]
+    assert "(default: 8)" in helps["analyze interpolate"]
+    assert "(default: None)" not in "".join(helps.values())  # options without a default say nothing
+    for command in ("eval", "record", "reach-goal", "demo", "demos"):
+        for task in task_names("widowx"):
+            assert task in " ".join(helps[command].split()), (command, task)
+    for command in ("eval", "demos"):
+        for task in task_names("pointmass"):
+            assert task in helps[command], (command, task)
+    # image sizes: HEIGHT WIDTH everywhere
+    assert "--size H W" in helps["convert"] and "--image-size H W" in helps["record"]
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["eval", "--env", "foo", "--policy", "scripted"], "argument --env: invalid choice: 'foo'"),
+    (["eval", "--env", "pointmass", "--policy", "random", "--episodes", "0"], "argument --episodes: must be >= 1"),
+    (["reach-goal", "--sim", "--task", "foo"], "argument --task: invalid choice: 'foo'"),
+    (["record", "--sim", "--task", "foo", "--out", "x"], "argument --task: invalid choice: 'foo'"),
+    (["demo", "--task", "foo"], "argument --task: invalid choice: 'foo'"),
+    (["convert", "b", "--out", "x.h5", "--rate", "0"], "argument --rate: must be > 0, got 0"),
+    (["convert", "b", "--out", "x.h5", "--rate", "-5"], "argument --rate: must be > 0, got -5"),
+    (["convert", "b", "--out", "x.h5", "--rate", "fast"], "argument --rate: not a number: 'fast'"),
+    (["convert", "b", "--out", "x.h5", "--size", "0", "48"], "argument --size: must be >= 1, got 0"),
+])
+def test_bad_arguments_are_one_line_naming_the_problem(argv, problem, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith(f"crl {argv[0]}: error: ") and problem in last, err
+
+
+def test_convert_options_refuse_a_rate_that_is_not_positive():
+    from crl_ros.bags.convert import ConvertOptions
+    for rate in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="control rate must be > 0"):
+            ConvertOptions(rate_hz=rate)
+
+
+def test_demos_play_claims_no_success(tmp_path, capsys):
+    assert main(["demos", "--env", "pointmass", "--play", "--episodes", "2", "--out", str(tmp_path / "p.h5"),
+                 "--image-size", "16"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    frames = load(tmp_path / "p.h5").num_frames
+    assert f"2 episodes, {frames} frames ({frames - 2} transitions) of play" in line
+    assert "success" not in line.replace("no success rate", "")
+    assert main(["demos", "--env", "pointmass", "--task", "reach_center", "--episodes", "2",
+                 "--out", str(tmp_path / "t.h5"), "--image-size", "16"]) == 0
+    assert "the scripted expert succeeded in" in capsys.readouterr().out

@@ -51,11 +51,23 @@ class ConvertOptions:
     rate_hz: float = 5.0
     crop: Sequence[int] | None = None     # (x0, y0, x1, y1) pixels of the raw camera image
     size: Sequence[int] = (48, 48)        # (H, W) of the dataset images
+    # The crop is camera_node's default for raw camera frames, not one the user asked for:
+    # frames already at or below ``size`` (an ``observation`` topic, already cropped and
+    # resized by camera_node or the simulator) are then only resized, not cropped again.
+    crop_is_default: bool = False
     max_gap_s: float = 0.5                # a longer silence in any used topic is an error
     rate_tolerance: float = 0.5           # action period may deviate this fraction from 1/rate_hz
     store_proprio: bool = True            # joint positions as /proprio when joints are recorded
     progress: bool = True
     overwrite: bool = False
+
+    def __post_init__(self):
+        if not self.rate_hz > 0:
+            raise ValueError(f"the control rate must be > 0 Hz, got {self.rate_hz}")
+        if not self.max_gap_s > 0:
+            raise ValueError(f"the longest gap must be > 0 s, got {self.max_gap_s}")
+        if len(self.size) != 2 or min(int(v) for v in self.size) < 1:
+            raise ValueError(f"the image size must be two positive numbers (H, W), got {list(self.size)}")
 
 
 @dataclass
@@ -65,6 +77,8 @@ class Episode:
     proprio: np.ndarray | None
     source: str
     action_source: str       # "topic" or "fk"
+    frame_size: tuple[int, int] = (0, 0)  # (H, W) of the bag's camera frames
+    cropped: bool = True     # False: frames were already at the dataset size (default crop not applied)
     clipped_actions: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -265,14 +279,19 @@ def convert_bag(path: str | os.PathLike, options: ConvertOptions,
             needed.setdefault(int(i), []).append(step)
         h, w = int(opts.size[0]), int(opts.size[1])
         images = np.zeros((len(step_times), h, w, 3), dtype=np.uint8)
+        crop, frame_size = opts.crop, (0, 0)
         i = -1
         for topic, t, raw, msgtype in bag.raw_messages([image_topic]):
             i += 1
             if i not in needed:
                 continue
             frame = _decode_image(bag, bag.deserialize(raw, msgtype, topic, t), msgtype, topic, t)
+            if frame_size == (0, 0):
+                frame_size = frame.shape[:2]
+                if opts.crop_is_default and frame_size[0] <= h and frame_size[1] <= w:
+                    crop = None
             try:
-                obs = camera.preprocess_image(frame, opts.crop, (h, w))
+                obs = camera.preprocess_image(frame, crop, (h, w))
             except ValueError as exc:
                 raise BagError(f"bag {bag.path}: topic {topic} at t={bag.seconds(t):.3f}s: {exc}") from exc
             for step in needed[i]:
@@ -280,7 +299,8 @@ def convert_bag(path: str | os.PathLike, options: ConvertOptions,
             if on_frame:
                 on_frame(len(needed[i]))
         return Episode(images=images, actions=actions.astype(np.float32), proprio=proprio,
-                       source=str(bag.path), action_source=action_source, clipped_actions=clipped, notes=notes)
+                       source=str(bag.path), action_source=action_source, frame_size=tuple(frame_size),
+                       cropped=crop is not None, clipped_actions=clipped, notes=notes)
 
 
 def _cdr_header_stamp(raw: bytes) -> int | None:
@@ -334,6 +354,13 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
         bar.close()
 
     use_proprio = opts.store_proprio and all(e.proprio is not None for e in episodes)
+    uncropped = [e for e in episodes if not e.cropped]
+    if opts.crop and uncropped:
+        h, w = uncropped[0].frame_size
+        log(f"{len(uncropped)} of {len(episodes)} bag(s) hold {h}x{w} frames, already at or below the dataset "
+            f"size {opts.size[0]}x{opts.size[1]} (an observation topic): camera_node's crop {tuple(opts.crop)} "
+            "is for raw camera frames and was not applied to them (pass --crop to force one)")
+    crop_used = list(opts.crop) if opts.crop and len(uncropped) < len(episodes) else None
     meta = DatasetMetadata(
         image_shape=(int(opts.size[0]), int(opts.size[1]), 3),
         action_dim=action_conv.ACTION_DIM,
@@ -343,7 +370,7 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
         control_rate_hz=float(opts.rate_hz),
         provenance={"source": "crl convert", "bags": [e.source for e in episodes],
                     "action_source": sorted({e.action_source for e in episodes}),
-                    "crop": list(opts.crop) if opts.crop else None, "size": list(opts.size),
+                    "crop": crop_used, "size": list(opts.size),
                     "image_topic": opts.image_topic, "action_topic": opts.action_topic},
     )
     proprio_dim = episodes[0].proprio.shape[1] if use_proprio else None

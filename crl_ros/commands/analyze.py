@@ -18,24 +18,33 @@ HELP = "representation analyses of a Stable CRL model (interpolate, arm-matching
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from crl_ros.commands import positive_int
+    from crl_ros.sim.suites import task_names
+
     sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
-    p = sub.add_parser("interpolate", help="interpolate representations; nearest dataset frames as a strip")
+    p = sub.add_parser("interpolate", help="interpolate representations; nearest dataset frames as a strip",
+                       formatter_class=parser.formatter_class)
     p.add_argument("--model", required=True, help="stable_crl checkpoint")
     p.add_argument("--data", required=True, help="dataset (.h5) to search for nearest frames")
     p.add_argument("--episode", type=int, default=0, help="episode whose first and last frames are the endpoints")
     p.add_argument("--start", type=int, help="frame index of the start (overrides --episode)")
     p.add_argument("--end", type=int, help="frame index of the end (overrides --episode)")
-    p.add_argument("--points", type=int, default=8)
-    p.add_argument("--max-frames", type=int, default=20000, help="search at most this many frames (evenly spaced)")
-    p.add_argument("--out", default="interpolation.png")
-    p.add_argument("--device", default="auto")
-    p = sub.add_parser("arm-matching", help="critic scores: arm-matching vs object-matching states (sim)")
+    p.add_argument("--points", type=positive_int, default=8, help="interpolation points, endpoints included")
+    p.add_argument("--max-frames", type=positive_int, default=20000,
+                   help="search at most this many frames (evenly spaced)")
+    p.add_argument("--out", default="interpolation.png", help="picture to write: the strip of nearest frames")
+    p.add_argument("--json", help="also write the frames and distances as JSON here")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p = sub.add_parser("arm-matching", help="critic scores: arm-matching vs object-matching states (sim)",
+                       formatter_class=parser.formatter_class)
     p.add_argument("--model", required=True, help="stable_crl checkpoint trained on WidowX sim images")
-    p.add_argument("--tasks", nargs="+", default=None, help="tasks (default: every task that moves objects)")
-    p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--out", default="arm_matching.png")
+    object_tasks = [t for t in task_names("widowx") if t != "reach"]
+    p.add_argument("--tasks", nargs="+", default=None, choices=object_tasks, metavar="TASK",
+                   help="WidowX tasks that move objects (default: all of them: " + ", ".join(object_tasks) + ")")
+    p.add_argument("--seeds", type=positive_int, default=10, help="sim seeds (scenes) per task")
+    p.add_argument("--out", default="arm_matching.png", help="picture to write: one row of images per task")
     p.add_argument("--json", help="also write the scores as JSON here")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +74,9 @@ def _interpolate(args, policy) -> int:
         print(f"crl analyze: dataset images are {data.metadata.image_shape}, the model takes "
               f"{tuple(policy.image_shape)}", file=sys.stderr)
         return 1
+    if args.points < 2:
+        print(f"crl analyze: --points {args.points}: an interpolation needs at least its 2 endpoints", file=sys.stderr)
+        return 2
     if args.start is not None and args.end is not None:
         start, end = args.start, args.end
     else:
@@ -86,8 +98,16 @@ def _interpolate(args, policy) -> int:
     labels = [f"a={a:.2f}\nframe {f}" for a, f in zip(np.linspace(0, 1, args.points), frames)]
     _save_strip(args.out, [data.images[f] for f in frames], labels,
                 title=f"interpolation {start} -> {end} (nearest of {len(candidates)} frames)")
-    print(json.dumps({"start": start, "end": end, "frames": frames.tolist(),
-                      "distances": [round(float(d), 4) for d in dist], "picture": args.out}))
+    summary = {"start": start, "end": end, "frames": frames.tolist(),
+               "distances": [round(float(d), 4) for d in dist], "searched": int(len(candidates)),
+               "picture": args.out}
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    print(f"interpolated the critic's goal representations from frame {start} to frame {end} of {args.data} "
+          f"in {args.points} points")
+    print(f"nearest of {len(candidates)} searched frames at each point: {', '.join(str(f) for f in frames)}")
+    print(f"representation distance to it: {', '.join(f'{d:.2f}' for d in dist)} (0 at an exact match)")
+    print(f"picture: {args.out}" + (f"; JSON: {args.json}" if args.json else ""))
     return 0
 
 

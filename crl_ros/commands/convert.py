@@ -7,19 +7,25 @@ HELP = "convert rosbag2 recordings (one episode per bag) into a training dataset
 
 
 def add_arguments(parser) -> None:
+    from crl_ros.commands import positive_float, positive_int
+
     parser.add_argument("bags", nargs="+", help="bag directories or .mcap/.db3 files, one episode each")
     parser.add_argument("--out", required=True, help="dataset file to write (.h5)")
     parser.add_argument("--image-topic", help="camera topic (Image or CompressedImage); default: image_raw, "
                         "image_raw/compressed or observation, whichever the bag has")
     parser.add_argument("--action-topic", help="action topic (Float32MultiArray); default: 'action' when "
                         "present, else actions are derived from joint_states through FK")
-    parser.add_argument("--joint-topic", help="joint state topic (default joint_states)")
-    parser.add_argument("--rate", type=float, default=5.0, help="control rate in Hz (default 5)")
+    parser.add_argument("--joint-topic", help="joint state topic (default: joint_states)")
+    parser.add_argument("--rate", type=positive_float, default=5.0, help="control rate in Hz")
     parser.add_argument("--crop", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
-                        help="crop of the camera frame, 0 0 0 0 for none (default: camera_node's, config/camera_node.yaml)")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
-                        help="image size (default: camera_node's, config/camera_node.yaml)")
-    parser.add_argument("--max-gap", type=float, default=0.5, help="longest silence allowed in a topic (s)")
+                        help="crop of the camera frame in pixels, 0 0 0 0 for none (default: camera_node's, "
+                        "config/camera_node.yaml; not applied to frames already at or below --size, such as "
+                        "an observation topic)")
+    parser.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"),
+                        help="dataset image HEIGHT WIDTH, in that order like every crl image size "
+                        "(default: camera_node's, config/camera_node.yaml)")
+    parser.add_argument("--max-gap", type=positive_float, default=0.5,
+                        help="longest silence allowed in a topic, in seconds")
     parser.add_argument("--no-proprio", action="store_true", help="do not store joint positions")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -34,17 +40,18 @@ def run(args) -> int:
     camera_cfg = node_defaults("camera_node")
     crop = crop_from_param(args.crop if args.crop else camera_cfg.get("crop", [0, 0, 0, 0]))
     size = args.size if args.size else camera_cfg.get("size", [48, 48])
-    options = ConvertOptions(image_topic=args.image_topic, action_topic=args.action_topic,
-                             joint_topic=args.joint_topic, rate_hz=args.rate, crop=crop, size=tuple(size),
-                             max_gap_s=args.max_gap, store_proprio=not args.no_proprio,
-                             progress=not args.quiet, overwrite=args.overwrite)
     try:
+        options = ConvertOptions(image_topic=args.image_topic, action_topic=args.action_topic,
+                                 joint_topic=args.joint_topic, rate_hz=args.rate, crop=crop, size=tuple(size),
+                                 crop_is_default=not args.crop, max_gap_s=args.max_gap,
+                                 store_proprio=not args.no_proprio, progress=not args.quiet,
+                                 overwrite=args.overwrite)
         out = convert_bags(args.bags, args.out, options)
-    except (BagError, DatasetError, FileExistsError) as exc:
+    except (BagError, DatasetError, FileExistsError, ValueError) as exc:
         print(f"crl convert: error: {exc}", file=sys.stderr)
         print("crl convert: no dataset was written", file=sys.stderr)
         return 1
     data = load(out)
     print(f"wrote {out}: {data.num_episodes} episodes, {data.num_frames} frames, images {data.metadata.image_shape}, "
-          f"crop {list(crop) if crop else None}")
+          f"crop {data.metadata.provenance.get('crop')}")
     return 0

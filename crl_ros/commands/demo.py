@@ -15,26 +15,24 @@ BUNDLED_MODEL = "widowx_stable_crl.pt"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from crl_ros.commands import positive_float, positive_int
     from crl_ros.sim.suites import task_names
 
     tasks = task_names("widowx")
     parser.add_argument("--model", help=f"checkpoint (default: the bundled models/{BUNDLED_MODEL})")
     parser.add_argument("--task", default="reach", choices=tasks, metavar="TASK",
                         help="simulated task, one of: " + ", ".join(tasks))
-    parser.add_argument("--episodes", type=int, default=3, help="episodes, one goal image (sim seed) each")
+    parser.add_argument("--episodes", type=positive_int, default=3, help="episodes, one goal image (sim seed) each")
     parser.add_argument("--seed", type=int, default=100, help="sim seed of the first episode (evaluation seeds, "
                         "not training ones); episode i uses seed + i")
-    parser.add_argument("--timeout", type=float, default=40.0, help="seconds per episode")
+    parser.add_argument("--timeout", type=positive_float, default=40.0, help="seconds per episode")
     parser.add_argument("--out", default="demo_out", help="folder for the GIFs and results.json (and the "
                         "point-mass run)")
     parser.add_argument("--pointmass", action="store_true", help="the point-mass learning demo instead")
-    parser.add_argument("--steps", type=int, default=1000, help="--pointmass: training steps")
+    parser.add_argument("--steps", type=positive_int, default=1000, help="--pointmass: training steps")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.episodes < 1:
-        print("crl demo: --episodes must be >= 1", file=sys.stderr)
-        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     return _pointmass(args, out) if args.pointmass else _reach_goal(args, out)

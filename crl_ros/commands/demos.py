@@ -8,21 +8,26 @@ HELP = "generate scripted demonstrations in simulation and write them as a datas
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", required=True, help="env suite: pointmass or widowx")
+    from crl_ros.commands import positive_int
+    from crl_ros.sim.suites import SUITES, tasks_help
+
+    parser.add_argument("--env", required=True, choices=sorted(SUITES), help="simulated env suite")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--task", help="one task of the suite (default: the suite's DEFAULT_TASK)")
+    which.add_argument("--task", help=f"one task of the suite (default: the suite's DEFAULT_TASK) ({tasks_help()})")
     which.add_argument("--play", action="store_true",
-                       help="mix the suite's play tasks (pointmass: random goals away from the eval goals)")
-    parser.add_argument("--episodes", type=int, required=True, help="number of episodes")
+                       help="mix the suite's play tasks (pointmass: random goals away from the eval goals; "
+                            "widowx: random sequences of sub-skills, no goal)")
+    parser.add_argument("--episodes", type=positive_int, required=True, help="number of episodes")
     parser.add_argument("--out", required=True,
                         help="output dataset file (.h5; must not exist), or with --bag a folder for the bags")
     parser.add_argument("--bag", action="store_true",
                         help="widowx: write one rosbag2 per episode (observation + action topics, as a robot "
                              "recording would have them) for `crl convert`, instead of a dataset")
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="--bag storage")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the episodes (starts, goals, expert noise)")
+    parser.add_argument("--image-size", type=positive_int, default=48,
+                        help="side of the square camera images, in pixels")
     parser.add_argument("--noise", type=float, default=None, help="scripted action noise (suite default if unset)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
@@ -34,9 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from crl_ros.sim.rollout import write_demos
     from crl_ros.sim.suites import get_suite
 
-    if args.episodes < 1:
-        print("crl demos: --episodes must be >= 1", file=sys.stderr)
-        return 2
     out = Path(args.out)
     if args.bag:
         if args.env != "widowx":
@@ -53,10 +55,16 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, DatasetError) as exc:
         print(f"crl demos: {exc}", file=sys.stderr)
         return 2
-    n = stats["episodes"]
-    print(f"wrote {out}: {n} episodes, {stats['frames']} frames, "
-          f"scripted success {stats['successes']}/{n} ({100.0 * stats['successes'] / n:.0f}%)")
+    print(f"wrote {out}: {_measured(stats['episodes'], stats['frames'], task, stats['successes'])}")
     return 0
+
+
+def _measured(episodes: int, frames: int, task: str, successes: int) -> str:
+    """What was written; a success rate only for a task with a goal (play has none to reach)."""
+    what = f"{episodes} episodes, {frames} frames ({frames - episodes} transitions)"
+    if task == "play":
+        return f"{what} of play (no fixed goal, so no success rate)"
+    return f"{what} of {task}; the scripted expert succeeded in {successes}/{episodes} ({100.0 * successes / episodes:.0f}%)"
 
 
 def _write_bags(args: argparse.Namespace, task: str, out) -> int:
@@ -81,7 +89,10 @@ def _write_bags(args: argparse.Namespace, task: str, out) -> int:
     start_ns = 1_700_000_000 * 10**9
     episodes = collect_demos(args.env, task, args.episodes, seed=args.seed, image_size=args.image_size,
                              workers=args.workers, noise=args.noise)
+    frames = successes = 0
     for i, ep in enumerate(tqdm(episodes, total=args.episodes, desc=f"bags {args.env}/{task}", unit="ep")):
+        frames += len(ep["images"])
+        successes += int(ep["success"])
         hold = np.concatenate([np.zeros(6), ep["actions"][-1][6:]])
         actions = np.concatenate([ep["actions"], hold[None]]).astype(np.float32)
         with BagWriter(out / f"episode_{i:05d}", storage=args.storage) as bag:
@@ -89,5 +100,5 @@ def _write_bags(args: argparse.Namespace, task: str, out) -> int:
                 stamp = start_ns + i * 3600 * 10**9 + k * period_ns
                 bag.write("observation", stamp, make_image(image, stamp))
                 bag.write("action", stamp + 1, make_action(action, action_conv.ACTION_NAMES))
-    print(f"wrote {args.episodes} bags to {out}")
+    print(f"wrote {args.episodes} bags to {out}: {_measured(args.episodes, frames, task, successes)}")
     return 0

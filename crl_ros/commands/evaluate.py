@@ -9,19 +9,23 @@ HELP = "evaluate a model (or the scripted/random policy) in simulation: success 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", required=True, help="env suite: pointmass or widowx")
-    parser.add_argument("--task", default=None, help="a task of the suite, or 'all' (default: all)")
+    from crl_ros.commands import positive_int
+    from crl_ros.sim.suites import SUITES, tasks_help
+
+    parser.add_argument("--env", required=True, choices=sorted(SUITES), help="simulated env suite")
+    parser.add_argument("--task", default="all", help=f"a task of the suite, or 'all' ({tasks_help()})")
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", help="checkpoint file or run directory (model.pt)")
     who.add_argument("--policy", choices=["scripted", "random"], help="a baseline instead of a model")
-    parser.add_argument("--episodes", type=int, default=20, help="episodes per task")
+    parser.add_argument("--episodes", type=positive_int, default=20, help="episodes per task")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed (fixes starts and goals)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--device", default="auto", help="--model: auto | cpu | cuda")
     parser.add_argument("--sample", action="store_true", help="sample actions instead of the policy mean")
-    parser.add_argument("--max-steps", type=int, default=None, help="episode length (suite default if unset)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="camera size (default: the model's image size, else 48)")
-    parser.add_argument("--video", help="save the first episode of each task as a GIF (camera | goal)")
+    parser.add_argument("--max-steps", type=positive_int, default=None,
+                        help="episode length (suite default if unset)")
+    parser.add_argument("--image-size", type=positive_int, default=None,
+                        help="side of the square camera images (default: the model's image size, else 48)")
+    parser.add_argument("--video", help="save the first episode of each task as a GIF (goal | camera)")
     parser.add_argument("--json", help="also write the results as JSON to this file")
 
 
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         actor, who = ScriptedActor(args.env, seed=args.seed), "scripted policy"
     else:
         actor, who = RandomActor(seed=args.seed), "random policy"
-    task = args.task or "all"
+    task = args.task
     try:
         results = evaluate(args.env, task, actor, episodes=args.episodes, seed=args.seed,
                            image_size=image_size or 48, video_path=args.video, max_steps=args.max_steps,

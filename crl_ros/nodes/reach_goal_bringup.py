@@ -36,6 +36,8 @@ def _sim_tasks() -> list[str]:
 
 
 def add_arguments(parser) -> None:
+    from crl_ros.commands import positive_float
+
     tasks = _sim_tasks()
     parser.add_argument("--sim", action="store_true", help="use the simulated WidowX (sim_node) as robot and camera")
     parser.add_argument("--task", choices=tasks, metavar="TASK",
@@ -44,7 +46,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--goal", help="goal image file (default in sim: the task's goal)")
     parser.add_argument("--model", help="checkpoint (default: policy_node.yaml's model_path)")
     parser.add_argument("--device", help="auto | cpu | cuda (default: policy_node.yaml's)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up")
+    parser.add_argument("--timeout", type=positive_float, default=60.0, help="seconds before giving up")
     parser.add_argument("--gif", help="save goal | camera frames (5 per second) as this GIF")
     parser.add_argument("--enable", action="store_true",
                         help="real robot: enable the arm right away (in sim it always is)")

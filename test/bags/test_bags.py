@@ -197,3 +197,17 @@ def test_file_compressed_sqlite3_bag_from_ros2_bag_record_style(tmp_path):
     ep = convert_bag(path, ConvertOptions(**OPTS))
     assert len(ep.images) == 5 and [int(im[0, 0, 0]) for im in ep.images] == [3, 9, 15, 21, 27]
     assert ep.proprio is None  # no joint states recorded
+
+
+def test_a_default_crop_is_skipped_only_for_frames_already_at_the_dataset_size(tmp_path):
+    bag = write_episode(tmp_path / "ep", seconds=1.0)  # 32x24 frames
+    crop = (4, 0, 28, 24)  # the centre 24x24 square
+    # frames larger than the dataset size: the default crop applies
+    ep = convert_bag(bag, ConvertOptions(crop=crop, size=(8, 8), crop_is_default=True, progress=False))
+    assert ep.cropped and ep.frame_size == (24, 32)
+    # frames at or below the dataset size are observations already: only resized
+    ep = convert_bag(bag, ConvertOptions(crop=crop, size=(24, 32), crop_is_default=True, progress=False))
+    assert not ep.cropped and ep.images.shape[1:] == (24, 32, 3)
+    # a crop the user asked for is applied even then
+    ep = convert_bag(bag, ConvertOptions(crop=crop, size=(24, 32), progress=False))
+    assert ep.cropped
