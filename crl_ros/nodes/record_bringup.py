@@ -3,28 +3,45 @@
 ``--sim``: one process runs sim_node (the robot and camera), arm_node (enabled) and
 recorder_node, plus a scripted teleoperator that publishes noisy expert actions on
 ``action`` at the control rate, exactly as a person with a teleop device would. Each
-episode: reset the sim, start_episode, N actions, end_episode. Without ``--sim``:
-recorder_node alone, on the robot's live topics; Enter starts/ends episodes.
+episode: reset the sim, start_episode, N actions, end_episode.
+
+Without ``--sim``: recorder_node alone, on the robot's live topics. Each line read on
+stdin starts or ends an episode (Enter at a terminal; or lines from a pipe or a script);
+end of input (Ctrl-D, a closed pipe) ends the open episode and quits, as do Ctrl-C and
+SIGTERM. ``--duration S`` records one episode of S seconds and needs no stdin. Other
+programs can drive episodes meanwhile with the ``start_episode``/``end_episode``
+services. An episode that recorded nothing is deleted, not kept; the exit code is 1 when
+no episode was saved.
 """
 from __future__ import annotations
 
 import sys
+import time
 
 HELP = "record demonstration episodes to rosbag2 (one bag per episode)"
 
 
 def add_arguments(parser) -> None:
+    from crl_ros.commands import positive_float, positive_int
+    from crl_ros.sim.suites import task_names
+
+    tasks = task_names("widowx", play=True)
     parser.add_argument("--sim", action="store_true", help="record the simulator driven by a scripted expert")
-    parser.add_argument("--episodes", type=int, default=10, help="number of episodes (sim)")
-    parser.add_argument("--steps", type=int, default=40, help="actions per episode (sim)")
-    parser.add_argument("--task", help="sim task (default: sim_node.yaml's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=positive_int, default=10, help="number of episodes (sim)")
+    parser.add_argument("--steps", type=positive_int, default=40, help="actions per episode (sim)")
+    parser.add_argument("--task", choices=tasks, metavar="TASK",
+                        help="sim task, one of: " + ", ".join(tasks) + " (default: sim_node.yaml's)")
+    parser.add_argument("--seed", type=int, default=0, help="sim seed of the first episode and of the expert's noise")
     parser.add_argument("--noise", type=float, default=0.1, help="expert action noise (fraction of bounds)")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
-                        help="sim camera size (default: sim_node.yaml's 640 480)")
+    parser.add_argument("--image-size", type=positive_int, nargs=2, metavar=("H", "W"),
+                        help="sim camera image HEIGHT WIDTH, in that order like every crl image size "
+                        "(default: sim_node.yaml's 480 640)")
+    parser.add_argument("--duration", type=positive_float,
+                        help="live: record one episode of this many seconds, then exit (no stdin needed)")
     parser.add_argument("--out", required=True, help="directory for the episode bags")
-    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
-    parser.add_argument("--compression", choices=["none", "zstd"], default="none")
+    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format")
+    parser.add_argument("--compression", choices=["none", "zstd"], default="none",
+                        help="per-message compression of the bags")
     parser.add_argument("--topics", nargs="+", help="topics to record (default: recorder_node.yaml's)")
 
 
@@ -72,7 +89,7 @@ def _record_sim(args) -> int:
     if args.task:
         sim_overrides.append(_param("task", args.task))
     if args.image_size:
-        sim_overrides += [_param("image_width", args.image_size[0]), _param("image_height", args.image_size[1])]
+        sim_overrides += [_param("image_height", args.image_size[0]), _param("image_width", args.image_size[1])]
     sim = SimNode(parameter_overrides=sim_overrides)
     arm = ArmNode(parameter_overrides=[_param("start_enabled", True)])
     recorder = RecorderNode(parameter_overrides=_recorder_overrides(args))
@@ -109,9 +126,13 @@ def _record_sim(args) -> int:
                     self.phase = "end"
             elif self.phase == "end":  # one more period so the last action's effect is recorded
                 path, count = recorder.end_episode()
-                self.saved.append(path)
-                print(f"episode {self.episode + 1}/{args.episodes}: {path} ({count} messages, "
-                      f"success={sim.success()})", flush=True)
+                if count:
+                    self.saved.append(path)
+                    print(f"episode {self.episode + 1}/{args.episodes}: {path} ({count} messages, "
+                          f"success={sim.success()})", flush=True)
+                else:
+                    print(f"episode {self.episode + 1}/{args.episodes}: no messages recorded; deleted the "
+                          f"empty bag {path}", flush=True)
                 self.episode += 1
                 self.phase = "done" if self.episode >= args.episodes else "reset"
 
@@ -127,46 +148,107 @@ def _record_sim(args) -> int:
         for node in nodes:
             getattr(node, "close", lambda: None)()  # the recorder closes an open bag here
             node.destroy_node()
-    print(f"recorded {len(teleop.saved)} episode(s) in {args.out}")
-    return 0
+    print(f"recorded {len(teleop.saved)} of {args.episodes} episode(s) in {args.out}")
+    return 0 if teleop.saved else 1
 
 
 def _record_live(args) -> int:
+    import signal
     import threading
 
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from std_srvs.srv import Trigger
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from crl_ros.nodes import common
+    from crl_ros.bags.writer import BagWriteError
     from crl_ros.nodes.recorder_node import RecorderNode
 
     recorder = RecorderNode(parameter_overrides=_recorder_overrides(args))
-    client_node = rclpy.create_node("crl_record_client")
-    start = client_node.create_client(Trigger, "start_episode")
-    end = client_node.create_client(Trigger, "end_episode")
-    executor = MultiThreadedExecutor()
+    executor = SingleThreadedExecutor()
     executor.add_node(recorder)
-    executor.add_node(client_node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    print(f"recording {recorder.topics} to {args.out}; Enter starts/ends an episode, Ctrl-D quits")
-    try:
-        recording = False
-        while True:
+    spinning = threading.Event()
+    spinning.set()
+
+    def spin() -> None:
+        try:
+            while spinning.is_set():
+                executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:  # Ctrl-C: rclpy shut the context down
+            pass
+
+    thread = threading.Thread(target=spin, name="recorder_executor", daemon=True)
+
+    def on_executor(fn):
+        """``fn()`` on the executor's thread, in order with the recorder's message callbacks
+        (or right here once that thread has stopped); returns (result, BagWriteError or None)."""
+        def guarded():
             try:
-                input()
-            except EOFError:
-                break
-            reply = common.call_service(end if recording else start, Trigger.Request(), retry=False)
-            if reply is None:
-                print("no reply from the recorder (start_episode/end_episode); try again")
-                continue
-            print(("saved " if recording else "recording to ") + reply.message if reply.success else reply.message)
-            recording = not recording if reply.success else recording
+                return fn(), None
+            except BagWriteError as exc:
+                return None, exc
+        if thread.is_alive():
+            task = executor.create_task(guarded)
+            while thread.is_alive() and not task.done():
+                time.sleep(0.01)
+            if task.done():
+                return task.result()
+        return guarded()
+
+    saved: list[str] = []
+
+    def start() -> None:
+        missing = [t for t in recorder.topics if t not in recorder.types]
+        path, error = on_executor(recorder.start_episode)
+        if error:
+            print(f"crl record: {error}", flush=True)
+            return
+        note = f" (not published yet: {', '.join(missing)})" if missing else ""
+        print(f"recording to {path}{note}", flush=True)
+
+    def end() -> None:
+        result, error = on_executor(lambda: recorder.end_episode(publish=rclpy.ok()))
+        if error:
+            print(f"crl record: {error}", flush=True)
+            return
+        path, count = result
+        if count:
+            saved.append(path)
+            print(f"saved {path} ({count} messages)", flush=True)
+        else:
+            print(f"no messages on {', '.join(recorder.topics)} during the episode: deleted the empty bag {path}",
+                  flush=True)
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt  # leave like Ctrl-C: the open episode is closed below
+
+    previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+    thread.start()
+    try:
+        if args.duration:
+            deadline = time.monotonic() + 5.0  # let the topics be discovered first
+            while time.monotonic() < deadline and not all(t in recorder.types for t in recorder.topics):
+                time.sleep(0.1)
+            start()
+            time.sleep(args.duration)
+            end()
+        else:
+            how = ("Enter starts/ends an episode, Ctrl-D quits" if sys.stdin.isatty() else
+                   "each line read on stdin starts/ends an episode; end of input quits")
+            print(f"recording {', '.join(recorder.topics)} to {args.out}; {how}", flush=True)
+            while sys.stdin.readline():
+                if recorder.bag is None:
+                    start()
+                else:
+                    end()
     finally:
-        executor.shutdown()
-        recorder.close()
+        spinning.clear()
+        thread.join(timeout=5.0)
+        if recorder.bag is not None:
+            end()
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        executor.shutdown(timeout_sec=5.0)
         recorder.destroy_node()
-        client_node.destroy_node()
-    return 0
+        if saved:
+            print(f"recorded {len(saved)} episode(s) in {args.out}", flush=True)
+        else:
+            print("crl record: no episode was saved", file=sys.stderr, flush=True)
+    return 0 if saved else 1

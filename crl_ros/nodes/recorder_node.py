@@ -1,7 +1,9 @@
 """recorder_node: records the configured topics to rosbag2, one bag per episode.
 
 ``start_episode`` (std_srvs/Trigger) opens ``<output_dir>/<prefix>_NNNN_<time>`` and
-``end_episode`` closes it (metadata written: the bag is complete). Messages are stored
+``end_episode`` closes it (metadata written: the bag is complete). An episode that
+recorded no message is not kept: its bag is deleted and the reply (success false) and the
+log say so. Messages are stored
 exactly as received (serialised CDR, like ``ros2 bag record``) with the `rosbags`
 library: mcap by default, sqlite3 with ``storage: sqlite3``, zstd with
 ``compression: zstd``. Topic types are discovered from the graph; a topic that appears
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -110,13 +113,21 @@ class RecorderNode(Node):
         return str(path)
 
     def end_episode(self, publish: bool = True) -> tuple[str, int]:
+        """Close the open episode: (bag path, message count). A bag with no message is
+        deleted (count 0: the path no longer exists)."""
         if self.bag is None:
             raise BagWriteError("no episode is recording")
         bag, self.bag = self.bag, None
         path = bag.close()
-        self.episodes_done.append(str(path))
-        if publish:  # not during shutdown: the context may already be gone
-            self.get_logger().info(f"episode saved: {path} ({bag.message_count} messages)")
+        if bag.message_count == 0:
+            shutil.rmtree(path, ignore_errors=True)
+            if publish:
+                self.get_logger().warning(f"episode recorded no messages on {self.topics}: deleted the empty bag {path}")
+        else:
+            self.episodes_done.append(str(path))
+            if publish:  # not during shutdown: the context may already be gone
+                self.get_logger().info(f"episode saved: {path} ({bag.message_count} messages)")
+        if publish:
             self.publish_status()
         return str(path), bag.message_count
 
@@ -131,9 +142,9 @@ class RecorderNode(Node):
     def on_end(self, request, response):
         try:
             path, count = self.end_episode()
-            response.success, response.message = True, path
+            response.success, response.message = count > 0, path
             if count == 0:
-                response.message += " (no messages were recorded)"
+                response.message = f"no messages were recorded on {self.topics}: deleted the empty bag {path}"
         except BagWriteError as exc:
             response.success, response.message = False, str(exc)
         return response
@@ -147,7 +158,11 @@ class RecorderNode(Node):
     def close(self) -> None:
         if self.bag is not None:
             path, count = self.end_episode(publish=False)
-            print(f"[recorder_node] shutdown: closed {path} ({count} messages)", flush=True)
+            if count:
+                print(f"[recorder_node] shutdown: closed {path} ({count} messages)", flush=True)
+            else:
+                print(f"[recorder_node] shutdown: the open episode recorded no messages; deleted the empty bag "
+                      f"{path}", flush=True)
 
 
 def main(args=None) -> int:

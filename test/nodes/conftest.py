@@ -170,7 +170,7 @@ def pipeline(tmp_path_factory):
 
     paths = {"bags": root / "bags", "dataset": root / "demos.h5", "run": root / "run"}
     paths["record"] = run("record", "--sim", "--episodes", "2", "--steps", "8", "--task", "reach",
-                          "--image-size", "160", "120", "--out", str(paths["bags"]))
+                          "--image-size", "120", "160", "--out", str(paths["bags"]))
     paths["convert"] = run("convert", *sorted(str(p) for p in paths["bags"].glob("episode_*")),
                            "--out", str(paths["dataset"]), "--crop", "20", "0", "140", "120", "--size", "48", "48",
                            "--quiet")

@@ -96,3 +96,88 @@ def test_open_episode_is_saved_on_shutdown(procs, publishers, tmp_path, sig):
         assert reader.topics()["/action"].count == 8
         assert reader._reader.compression_mode == "message"
     ros.node.destroy_subscription(sub)
+
+
+def test_an_episode_without_messages_is_not_kept(procs, tmp_path):
+    from pathlib import Path
+    from std_srvs.srv import Trigger
+    ros = procs
+    ros.start("recorder_node", output_dir=str(tmp_path), topics=["never_published"])
+    started = ros.call(Trigger, "start_episode", retry=False)
+    assert started.success and Path(started.message).exists()
+    reply = ros.call(Trigger, "end_episode", retry=False)
+    assert not reply.success and "deleted the empty bag" in reply.message
+    assert not Path(started.message).exists() and not list(tmp_path.glob("episode_*"))
+
+
+# --- `crl record` without --sim: the recorder on live topics, driven without a terminal ----
+
+def _crl_record(ros, *args, stdin=None):
+    import subprocess
+    import sys
+    return subprocess.Popen([sys.executable, "-m", "crl_ros.cli", "record", *args], env=ros.env, stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_crl_record_with_stdin_closed_quits_and_keeps_no_bag(procs, tmp_path):
+    import subprocess
+    proc = _crl_record(procs, "--out", str(tmp_path / "bags"), stdin=subprocess.DEVNULL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    assert "no episode was saved" in err and "terminate called" not in err
+    assert not list((tmp_path / "bags").glob("episode_*"))
+
+
+def test_crl_record_duration_deletes_an_empty_episode(procs, tmp_path):
+    proc = _crl_record(procs, "--out", str(tmp_path / "bags"), "--topics", "nobody_publishes", "--duration", "0.5")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    assert "deleted the empty bag" in out and "no episode was saved" in err
+    assert not list((tmp_path / "bags").glob("episode_*"))
+
+
+def test_crl_record_driven_through_a_pipe_then_sigterm(procs, publishers, tmp_path):
+    import subprocess
+    import threading
+    ros = procs
+    image_pub, action_pub = publishers
+    status, sub = _status_listener(ros)
+    proc = _crl_record(ros, "--out", str(tmp_path / "bags"), "--topics", "image_raw", "action",
+                       stdin=subprocess.PIPE)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        _wait_subscribed(ros, status)
+        proc.stdin.write("\n")  # start
+        proc.stdin.flush()
+        ros.wait_for(lambda: any(line.startswith("recording to ") for line in lines), 20, "episode 1 started")
+        _send(ros, image_pub, action_pub, 6, 0)
+        ros.spin_for(0.3)
+        proc.stdin.write("\n")  # end
+        proc.stdin.flush()
+        ros.wait_for(lambda: any(line.startswith("saved ") for line in lines), 20, "episode 1 saved")
+        proc.stdin.write("\n")  # episode 2, ended by SIGTERM
+        proc.stdin.flush()
+        ros.wait_for(lambda: sum(line.startswith("recording to ") for line in lines) == 2, 20, "episode 2 started")
+        _send(ros, image_pub, action_pub, 4, 100)
+        ros.spin_for(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        ros.node.destroy_subscription(sub)
+    reader.join(5)
+    err = proc.stderr.read()
+    assert proc.returncode == 130, "".join(lines) + err
+    assert "terminate called" not in err
+    saved = [line.split()[1] for line in lines if line.startswith("saved ")]
+    assert len(saved) == 2, "".join(lines)
+    counts = []
+    for bag in saved:
+        with BagReader(bag) as reader_:
+            counts.append(reader_.topics()["/action"].count)
+    assert counts == [6, 4]
+    assert sorted(str(p) for p in (tmp_path / "bags").glob("episode_*")) == sorted(saved)
