@@ -1,8 +1,10 @@
 """`crl demo` (what `make demo` runs): the simulated WidowX 250 reaches goal images through
 the ROS graph (sim_node, camera_node, goal_node, policy_node, arm_node in one process) with
-the bundled Stable CRL model, one episode per seed; prints the result and writes a GIF of
-goal | camera per episode. ``--pointmass``: the fast learning demo instead (scripted
-point-mass demos -> Stable CRL trained for a few CPU minutes -> success on held-out goals).
+the bundled Stable CRL model, one episode per seed. It counts the episodes' own results
+(each decided once, at its first task_success), prints what it measured (successes, time
+and actions to success) and writes a GIF of goal | camera per episode and results.json.
+``--pointmass``: the learning demo instead (scripted point-mass demos -> Stable CRL, 1,000
+steps -> success on held-out goals; 9.6 minutes on a 2-core AVX2 EPYC).
 """
 from __future__ import annotations
 
