@@ -171,3 +171,9 @@ def test_demos_play_claims_no_success(tmp_path, capsys):
     assert main(["demos", "--env", "pointmass", "--task", "reach_center", "--episodes", "2",
                  "--out", str(tmp_path / "t.h5"), "--image-size", "16"]) == 0
     assert "the scripted expert succeeded in" in capsys.readouterr().out
+
+
+def test_building_the_cli_loads_no_torch_ros_or_simulator():
+    code = ("import sys; from crl_ros.cli import build_parser; build_parser(); "
+            "bad = [m for m in ('torch', 'rclpy', 'mujoco') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

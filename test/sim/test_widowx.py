@@ -227,3 +227,10 @@ def test_play_policy_strings_skills_together():
 def test_importing_the_sim_package_does_not_import_mujoco():
     code = "import sys, crl_ros.sim, crl_ros.sim.suites; assert 'mujoco' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_task_names_are_the_suites_own_and_load_no_simulator():
+    code = ("import sys; from crl_ros.sim.suites import task_names; "
+            "print(task_names('widowx'), task_names('widowx', play=True)); assert 'mujoco' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == f"{widowx.TASKS} {widowx.TASKS + widowx.play_tasks}"
