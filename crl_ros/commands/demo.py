@@ -80,19 +80,24 @@ def _reach_goal(args, out: Path) -> int:
 def summarize(results: list, task: str, timeout: float, model) -> str:
     """What the demo measured: episodes, successes, and time and actions to reach the goal."""
     reached = [r for r in results if r.success]
-    seeds = f"{results[0].seed}" if len(results) == 1 else f"{results[0].seed}-{results[-1].seed}"
+    seeds = f"seed {results[0].seed}" if len(results) == 1 else f"seeds {results[0].seed}-{results[-1].seed}"
     lines = [f"demo: {len(reached)}/{len(results)} episodes reached their goal image (task {task}, "
-             f"sim seeds {seeds}, one goal each, {timeout:.0f} s allowed per episode) "
+             f"sim {seeds}, one goal each, {timeout:.0f} s allowed per episode) "
              f"through the ROS graph with {model}"]
     if reached:
-        seconds = [r.seconds for r in reached]
-        actions = [r.actions for r in reached]
-        lines.append(f"  to success: {min(seconds):.1f}-{max(seconds):.1f} s, {min(actions)}-{max(actions)} "
-                     "policy actions")
+        seconds = _span([f"{r.seconds:.1f}" for r in reached])
+        actions = _span([str(r.actions) for r in reached])
+        lines.append(f"  to success: {seconds} s, {actions} policy actions")
     timed_out = [str(r.seed) for r in results if not r.success]
     if timed_out:
         lines.append(f"  timed out: seed {', '.join(timed_out)}")
     return "\n".join(lines)
+
+
+def _span(values: list[str]) -> str:
+    """'6' when all equal, else 'lowest-highest' (numbers as formatted strings)."""
+    low, high = min(values, key=float), max(values, key=float)
+    return low if low == high else f"{low}-{high}"
 
 
 def _pointmass(args, out: Path) -> int:

@@ -123,3 +123,15 @@ def test_demo_counts_the_episodes_verdicts(tmp_path):
     for episode in report["episodes"]:
         assert Path(episode["gif"]).exists() and episode["gif_frames"] > 0
         assert episode["actions"] > 0 and 0 < episode["seconds"] <= 8.0 + 1e-6
+
+
+def test_demo_summary_counts_successes_from_the_results():
+    from crl_ros.commands.demo import summarize
+    results = [reach_goal.ReachResult(True, "reach", 100, True, 1.13, 6, 1.8),
+               reach_goal.ReachResult(True, "reach", 101, False, 40.0, 200, 1.7),
+               reach_goal.ReachResult(True, "reach", 102, True, 1.24, 7, 1.9)]
+    text = summarize(results, "reach", 40.0, "m.pt")
+    assert text.startswith("demo: 2/3 episodes reached their goal image (task reach, sim seeds 100-102")
+    assert "to success: 1.1-1.2 s, 6-7 policy actions" in text and "timed out: seed 101" in text
+    assert "sim seed 101," in summarize(results[1:2], "reach", 40.0, "m.pt")
+    assert "timed out" not in summarize(results[:1], "reach", 40.0, "m.pt")
