@@ -108,7 +108,33 @@ def _worker(local_rank: int, nproc: int, port: int, target: Callable[..., Any], 
 
 
 def launch(nproc: int, target: Callable[..., Any], *args: Any) -> None:
-    """Run ``target(*args)`` in ``nproc`` processes on this machine, each in the process group."""
+    """Run ``target(*args)`` in ``nproc`` processes on this machine, each in the process group.
+
+    Signals: a terminal's Ctrl-C reaches every process of the foreground group, so the
+    launcher itself ignores SIGINT and lets the workers stop together (each saves at the
+    same agreed step); a SIGTERM sent to the launcher alone (``kill``, a service manager)
+    is passed on to the workers once.
+    """
+    import signal
+
     import torch.multiprocessing as mp
 
-    mp.spawn(_worker, args=(nproc, _free_port(), target, args), nprocs=nproc, join=True)
+    context = mp.start_processes(_worker, args=(nproc, _free_port(), target, args), nprocs=nproc, join=False,
+                                 start_method="spawn")
+    forwarded = []
+
+    def forward_term(signum, frame):
+        if not forwarded:
+            forwarded.append(signum)
+            for process in context.processes:
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGTERM)
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, forward_term)}
+    try:
+        while not context.join():
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

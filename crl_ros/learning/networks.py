@@ -1,4 +1,4 @@
-"""Network building blocks shared by every agent (see shared/design/algorithm.md).
+"""Network building blocks shared by every agent (see docs/algorithm.md).
 
 - `ConvEncoder`: the paper's 3-layer CNN, LayerNorm over (C, H, W) after each conv.
 - `MLP`: width x depth ReLU layers, LayerNorm on hidden layers 1..depth-1. It is an

@@ -252,3 +252,19 @@ def test_cpu_profile_and_the_paper_profile_hint(data_file, tmp_path):
                                 tmp_path / "paper2", "--device", "cpu", "--set", "hidden_width=64"),
                            capture_output=True, text=True, timeout=120)
     assert "sized for a GPU" not in quiet.stderr  # explicit sizes: no hint
+
+
+def test_sigterm_to_a_two_process_run_saves_once_and_resumes(data_file, tmp_path):
+    out = tmp_path / "ddp"
+    proc = _start_train(data_file, out, "--nproc", 2, "--device", "cpu")
+    _wait_for_steps(out, proc, 2, timeout=240)
+    proc.send_signal(signal.SIGTERM)  # to the launcher only, as `kill` or a service manager does
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 143, stderr
+    saved = list_step_checkpoints(out)
+    assert len(saved) == 1 and "Traceback" not in stderr, stderr
+    assert _no_temporary_files(out)
+    resumed = subprocess.run(_crl("train", "--out", out, "--resume", "--steps", saved[0][0] + 2, "--no-progress"),
+                             capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert [s for s, _ in list_step_checkpoints(out)][-1] == saved[0][0] + 2
