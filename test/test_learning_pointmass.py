@@ -7,6 +7,14 @@ included), 1000 play episodes, STEPS gradient steps on the CPU with ONE torch th
 2-core machine shared with other work, two OpenMP threads wait on each other and run ~20x
 slower; one thread takes ~0.17 s per step). Evaluation goals are the five fixed task goals,
 which no demonstration targets; starts are fixed by the evaluation seed.
+
+Why STEPS is 1800 (docs/results.md, "The point-mass learning test"): at the former 900 steps
+the TD critic had not yet carried reachability to the two far corners (reach_top_left and
+reach_top_right need a detour round a wall: 0% at 900 steps), so the mean sat at ~0.45 on
+the steep part of the learning curve, where an AVX2 CPU's float rounding gave 0.48 and an
+AVX-512 CPU's gave >= 0.5. At 1800 steps every task is learnt: mean 0.95 / 0.97 (training
+seed 0, evaluation seeds 123 / 7) and 0.88 / 0.95 (training seed 1), 20 episodes per task,
+so the thresholds below sit far from what is measured on any kernel path.
 """
 import time
 
@@ -21,8 +29,8 @@ from crl_ros.sim import pointmass
 from crl_ros.sim.rollout import PolicyActor, RandomActor, evaluate, mean_success, write_demos
 
 DEMO_EPISODES = 1000
-STEPS = 900
-EVAL_EPISODES = 10  # per task, 5 tasks
+STEPS = 1800
+EVAL_EPISODES = 20  # per task, 5 tasks: 100 episodes
 
 
 @pytest.fixture
@@ -33,7 +41,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_stable_crl_beats_random_on_held_out_goals(tmp_path, one_torch_thread):
     start = time.perf_counter()
     data = tmp_path / "play.h5"
@@ -54,5 +62,5 @@ def test_stable_crl_beats_random_on_held_out_goals(tmp_path, one_torch_thread):
           f"(demos {demos_s:.0f} s, {STEPS} steps in {train_s:.0f} s, total {time.perf_counter() - start:.0f} s); "
           + ", ".join(f"{t} {r['success_rate']:.1f}" for t, r in crl.items()))
     assert random_success <= 0.2
-    assert crl_success >= 0.5 and crl_success >= random_success + 0.35
-    assert sum(r["success_rate"] >= 0.5 for r in crl.values()) >= 3  # not one easy task carrying the mean
+    assert crl_success >= 0.6 and crl_success >= random_success + 0.45
+    assert sum(r["success_rate"] >= 0.5 for r in crl.values()) >= 4  # not one easy task carrying the mean
