@@ -36,3 +36,16 @@ def test_bundled_model_acts_within_bounds_and_scores_its_goal():
     assert batch.shape == (3, 7)
     np.testing.assert_allclose(batch[0], action, atol=1e-5)
     env.close()
+
+
+def test_bundled_model_acts_exactly_as_when_it_was_made():
+    """The model predates the policy switches (its config lacks them): it must load into the
+    network it was trained as (LayerNorm after 3 of the 4 policy layers, torch's affine
+    LayerNorm, normalised actions) and act with the mean, as it did. The fixture holds
+    actions and scores computed before those switches existed."""
+    fixture = np.load(REPO / "test" / "fixtures" / "bundled_model_actions.npz")
+    policy = Policy.load(MODEL, device="cpu")
+    obs, goal = fixture["obs"], fixture["goal"]
+    np.testing.assert_allclose(policy.act(obs, goal), fixture["actions"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(policy.act(obs, goal), policy.act(obs, goal))  # the mean, not a sample
+    np.testing.assert_allclose(policy.score(obs, goal), fixture["scores"], rtol=1e-5, atol=1e-5)
