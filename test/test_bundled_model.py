@@ -45,6 +45,10 @@ def test_bundled_model_acts_exactly_as_when_it_was_made():
     actions and scores computed before those switches existed."""
     fixture = np.load(REPO / "test" / "fixtures" / "bundled_model_actions.npz")
     policy = Policy.load(MODEL, device="cpu")
+    assert not {"layer_norm_kind", "policy_layer_norm_all", "normalize_actions", "eval_sample"} & set(policy.meta.config)
+    mean_head = policy.agent.policy.mean_head
+    assert len(mean_head.hidden) == 4 and len(mean_head.norms) == 3
+    assert {norm.kind for norm in policy.agent.modules() if hasattr(norm, "kind")} == {"torch"}
     obs, goal = fixture["obs"], fixture["goal"]
     np.testing.assert_allclose(policy.act(obs, goal), fixture["actions"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(policy.act(obs, goal), policy.act(obs, goal))  # the mean, not a sample

@@ -1,9 +1,12 @@
 """Network building blocks shared by every agent (see docs/algorithm.md).
 
 - `ConvEncoder`: the paper's 3-layer CNN, LayerNorm over (C, H, W) after each conv.
-- `MLP`: width x depth ReLU layers, LayerNorm on hidden layers 1..depth-1. It is an
-  *ensemble* of E independent MLPs whose weights are stacked ([E, in, out]) so twin
-  critics cost one batched matmul per layer instead of two separate networks.
+- `MLP`: width x depth ReLU layers, LayerNorm on hidden layers 1..depth-1 (the critics) or
+  on all of them (the policy). It is an *ensemble* of E independent MLPs whose weights are
+  stacked ([E, in, out]) so twin critics cost one batched matmul per layer instead of two
+  separate networks.
+- `EnsembleLayerNorm`: the MLPs' LayerNorm, the authors' variant (bias, no gain, unbiased
+  std + 1e-6) or torch's affine one (`layer_norm_kind`).
 - `ContrastiveCritic`: one encoder for observations and goals ("late fusion") feeding E
   (phi, psi) pairs; logits = phi(s, a) . psi(g).
 - `GaussianPolicy`: observation and goal stacked channel-wise ("early fusion"), fixed std.
@@ -13,12 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 RELU_GAIN = math.sqrt(2.0)  # nn.init.calculate_gain("relu")
+AUTHORS_LN_EPS = 1e-6  # added to the unbiased std by the authors' LayerNorm
+POLICY_INIT_BOUND = 1e-3  # the authors' policy: hidden and head weights and biases uniform in +-this
 
 
 @dataclass
@@ -31,6 +37,17 @@ class NetworkConfig:
     hidden_width: int = 1024
     hidden_depth: int = 4
     layer_norm: bool = True  # in the encoder (over C, H, W) and in the MLPs
+    # The MLPs' LayerNorm (critic, value and policy heads; the conv encoder always uses torch's):
+    # "authors": a learnable bias, no gain, (x - mean) / (unbiased std + 1e-6) + bias;
+    # "torch": torch's LayerNorm (learnable gain and bias, biased std, eps 1e-5 inside the sqrt).
+    layer_norm_kind: Literal["authors", "torch"] = "authors"
+    # The policy MLP: LayerNorm after ALL its hidden layers (the authors'); false: all but the
+    # last, like the critic MLPs (crl_ros before this switch)
+    policy_layer_norm_all: bool = True
+    # The policy MLP's init: "authors": every hidden layer's weights and biases and the mean
+    # head's weight and bias uniform in [-1e-3, 1e-3]; "xavier": hidden layers Xavier-uniform
+    # (ReLU gain), biases 0, head weight uniform in [-1e-3, 1e-3]. Conv layers: Xavier either way.
+    policy_init: Literal["authors", "xavier"] = "authors"
 
     def __post_init__(self) -> None:
         n = len(self.encoder_channels)
@@ -128,35 +145,53 @@ class EnsembleLinear(nn.Module):
 
 
 class EnsembleLayerNorm(nn.Module):
-    """LayerNorm over the last dim with a separate affine transform per ensemble member."""
+    """LayerNorm over the last dim with a separate learnable transform per ensemble member.
 
-    def __init__(self, dim: int, ensemble_size: int):
+    ``kind="authors"``: (x - mean) / (std + 1e-6) + bias, std the unbiased (n - 1) one, no
+    gain (the authors' code); ``kind="torch"``: ``F.layer_norm`` (biased variance, eps 1e-5
+    inside the sqrt) times a gain plus a bias. Both compute in fp32 under bf16 autocast.
+    """
+
+    def __init__(self, dim: int, ensemble_size: int, kind: str = "authors"):
         super().__init__()
-        self.dim = dim
-        self.weight = nn.Parameter(torch.ones(ensemble_size, 1, dim))
+        if kind not in ("authors", "torch"):
+            raise ValueError(f"layer norm kind must be 'authors' or 'torch', got {kind!r}")
+        self.dim, self.kind = dim, kind
+        if kind == "torch":
+            self.weight = nn.Parameter(torch.ones(ensemble_size, 1, dim))
         self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, dim))
 
     def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        weight, bias = (self.weight.detach(), self.bias.detach()) if detach_params else (self.weight, self.bias)
+        bias = self.bias.detach() if detach_params else self.bias
+        if self.kind == "authors":
+            x = x.float()
+            std, mean = torch.std_mean(x, dim=-1, keepdim=True)  # unbiased (correction 1)
+            return torch.addcdiv(bias, x - mean, std + AUTHORS_LN_EPS)
+        weight = self.weight.detach() if detach_params else self.weight
         return torch.addcmul(bias, F.layer_norm(x, (self.dim,)), weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, kind={self.kind}"
 
 
 class MLP(nn.Module):
     """An ensemble of E MLPs: `depth` hidden ReLU layers of `width`, LayerNorm on layers
-    1..depth-1 (not the last hidden layer, as in the authors' code), linear output.
+    1..depth-1 (not the last hidden layer, as the authors' critics), or on all of them with
+    `norm_last_hidden` (the authors' policy); linear output.
 
     Hidden layers use Xavier-uniform with ReLU gain; the output layer Xavier with gain 1
-    unless the caller re-initialises it (cold init, small policy head).
+    unless the caller re-initialises it (cold init, small policy head, `init_hidden_uniform_`).
     """
 
     def __init__(self, in_dim: int, out_dim: int, width: int, depth: int, layer_norm: bool,
-                 ensemble_size: int = 1):
+                 ensemble_size: int = 1, layer_norm_kind: str = "authors", norm_last_hidden: bool = False):
         super().__init__()
         dims = [in_dim] + [width] * depth
         self.hidden = nn.ModuleList(EnsembleLinear(dims[i], dims[i + 1], ensemble_size, RELU_GAIN)
                                     for i in range(depth))
-        self.norms = nn.ModuleList(EnsembleLayerNorm(width, ensemble_size)
-                                   for _ in range(depth - 1 if layer_norm else 0))
+        num_norms = (depth if norm_last_hidden else max(depth - 1, 0)) if layer_norm else 0
+        self.norms = nn.ModuleList(EnsembleLayerNorm(width, ensemble_size, layer_norm_kind)
+                                   for _ in range(num_norms))
         self.output = EnsembleLinear(dims[-1], out_dim, ensemble_size)
 
     @property
@@ -181,10 +216,21 @@ class MLP(nn.Module):
             x = F.relu(x, inplace=True)
         return self.output(x, detach_params)
 
-    def init_output_uniform_(self, bound: float) -> None:
+    def init_output_uniform_(self, bound: float, bias: bool = False) -> None:
+        """Output weight uniform in [-bound, bound]; its bias too with `bias`, else 0."""
         with torch.no_grad():
             self.output.weight.uniform_(-bound, bound)
-            self.output.bias.zero_()
+            if bias:
+                self.output.bias.uniform_(-bound, bound)
+            else:
+                self.output.bias.zero_()
+
+    def init_hidden_uniform_(self, bound: float) -> None:
+        """Every hidden layer's weight and bias uniform in [-bound, bound]."""
+        with torch.no_grad():
+            for layer in self.hidden:
+                layer.weight.uniform_(-bound, bound)
+                layer.bias.uniform_(-bound, bound)
 
 
 def pairwise_logits(sa_repr: torch.Tensor, goal_repr: torch.Tensor) -> torch.Tensor:
@@ -207,8 +253,9 @@ class ContrastiveCritic(nn.Module):
         self.encoder = ConvEncoder((height, width), channels, cfg)
         dim = self.encoder.output_dim
         self.sa_head = MLP(dim + action_dim, repr_dim, cfg.hidden_width, cfg.hidden_depth,
-                           cfg.layer_norm, num_critics)
-        self.goal_head = MLP(dim, repr_dim, cfg.hidden_width, cfg.hidden_depth, cfg.layer_norm, num_critics)
+                           cfg.layer_norm, num_critics, cfg.layer_norm_kind)
+        self.goal_head = MLP(dim, repr_dim, cfg.hidden_width, cfg.hidden_depth, cfg.layer_norm, num_critics,
+                             cfg.layer_norm_kind)
         if cold_init:
             # Near-zero logits at the start keep the early contrastive loss well conditioned.
             self.sa_head.init_output_uniform_(1e-12)
@@ -245,7 +292,9 @@ def gaussian_log_prob(mean: torch.Tensor, std: float, actions: torch.Tensor) -> 
 
 
 class GaussianPolicy(nn.Module):
-    """pi(a | s, g) = N(mean(s, g), std^2): own CNN on obs and goal stacked channel-wise."""
+    """pi(a | s, g) = N(mean(s, g), std^2): own CNN on obs and goal stacked channel-wise.
+
+    The mean MLP follows `policy_layer_norm_all` and `policy_init` (docs/algorithm.md)."""
 
     def __init__(self, image_shape: tuple[int, int, int], action_dim: int, cfg: NetworkConfig, std: float):
         super().__init__()
@@ -253,8 +302,13 @@ class GaussianPolicy(nn.Module):
         self.std = std
         self.encoder = ConvEncoder((height, width), 2 * channels, cfg)
         self.mean_head = MLP(self.encoder.output_dim, action_dim, cfg.hidden_width, cfg.hidden_depth,
-                             cfg.layer_norm)
-        self.mean_head.init_output_uniform_(1e-3)
+                             cfg.layer_norm, layer_norm_kind=cfg.layer_norm_kind,
+                             norm_last_hidden=cfg.policy_layer_norm_all)
+        if cfg.policy_init == "authors":
+            self.mean_head.init_hidden_uniform_(POLICY_INIT_BOUND)
+            self.mean_head.init_output_uniform_(POLICY_INIT_BOUND, bias=True)
+        else:
+            self.mean_head.init_output_uniform_(POLICY_INIT_BOUND)
 
     def forward(self, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """Float images [B, C, H, W] -> action mean [B, A]."""
@@ -270,7 +324,7 @@ class GoalConditionedValue(nn.Module):
         height, width, channels = image_shape
         self.encoder = ConvEncoder((height, width), 2 * channels, cfg)
         self.head = MLP(self.encoder.output_dim + action_dim, 1, cfg.hidden_width, cfg.hidden_depth,
-                        cfg.layer_norm, ensemble_size)
+                        cfg.layer_norm, ensemble_size, cfg.layer_norm_kind)
 
     def forward(self, obs: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
         features = self.encoder(torch.cat([obs, goal], 1))

@@ -39,14 +39,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def build_agent(meta: CheckpointMeta, device: torch.device):
     """Rebuild the agent a checkpoint describes (weights not loaded)."""
-    from crl_ros.learning.agents import AGENTS, default_config, make_agent
-    from crl_ros.learning.config import config_from_dict
+    from crl_ros.learning.agents import AGENTS, config_from_checkpoint, make_agent
 
     if meta.algorithm not in AGENTS:
         raise CheckpointError(f"checkpoint algorithm {meta.algorithm!r} is unknown to this crl_ros "
                               f"(known: {', '.join(sorted(AGENTS))})")
     try:
-        cfg = config_from_dict(type(default_config(meta.algorithm)), meta.config)
+        # a config saved before a switch existed gets that switch's legacy value
+        cfg = config_from_checkpoint(meta.algorithm, meta.config)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint config does not fit {meta.algorithm}: {exc}") from exc
     return make_agent(meta.algorithm, cfg, image_shape=meta.image_shape, action_dim=meta.action_dim, device=device)

@@ -1,11 +1,12 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from crl_ros.learning.agents import default_config, make_agent
-from crl_ros.learning.config import apply_overrides
+from crl_ros.learning.agents import config_from_checkpoint, default_config, make_agent
+from crl_ros.learning.config import apply_overrides, config_to_dict
 from crl_ros.learning.networks import (MLP, ConvEncoder, EnsembleLayerNorm, EnsembleLinear, NetworkConfig,
                                        RELU_GAIN)
 
@@ -36,12 +37,48 @@ def test_mlp_layer_norm_on_hidden_layers_except_last():
     mlp = MLP(10, 3, width=16, depth=4, layer_norm=True, ensemble_size=2)
     assert len(mlp.hidden) == 4 and len(mlp.norms) == 3
     assert len(MLP(10, 3, 16, 4, layer_norm=False).norms) == 0
+    assert len(MLP(10, 3, 16, 4, layer_norm=True, norm_last_hidden=True).norms) == 4
+    assert len(MLP(10, 3, 16, 4, layer_norm=False, norm_last_hidden=True).norms) == 0
     assert mlp(torch.zeros(5, 10)).shape == (2, 5, 3)
 
 
-def test_ensemble_members_are_independent_mlps():
+def _hand_layer_norm(x, kind, weight, bias):
+    """The two LayerNorms written out in float64 numpy."""
+    x = np.asarray(x, np.float64)
+    centred = x - x.mean(-1, keepdims=True)
+    if kind == "authors":  # bias, no gain, unbiased std + 1e-6 outside the sqrt
+        return centred / (np.sqrt((centred ** 2).sum(-1, keepdims=True) / (x.shape[-1] - 1)) + 1e-6) + bias
+    return centred / np.sqrt((centred ** 2).mean(-1, keepdims=True) + 1e-5) * weight + bias
+
+
+@pytest.mark.parametrize("kind", ["authors", "torch"])
+def test_layer_norm_kinds_match_their_formulas(kind):
     torch.manual_seed(0)
-    mlp = MLP(6, 2, width=8, depth=2, layer_norm=True, ensemble_size=2)
+    norm = EnsembleLayerNorm(1024, ensemble_size=2, kind=kind)
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.normal_()
+    names = {n for n, _ in norm.named_parameters()}
+    assert names == ({"bias"} if kind == "authors" else {"weight", "bias"})
+    x = 3.0 * torch.randn(2, 5, 1024) + 1.5  # stacked ensemble input [E, B, D]
+    weight = norm.weight.detach().numpy() if kind == "torch" else None
+    expected = _hand_layer_norm(x.numpy(), kind, weight, norm.bias.detach().numpy())
+    out = norm(x)
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    if kind == "authors":  # the two differ by sqrt(n / (n - 1)) ~ 1.0005 at n = 1024
+        torch_norm = nn.functional.layer_norm(x, (1024,)) + norm.bias
+        assert (out - torch_norm).abs().max() > 1e-4
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert norm(x.bfloat16()).dtype == torch.float32  # normalised in fp32
+    x.requires_grad_(True)
+    (norm(x, detach_params=True) ** 2).sum().backward()
+    assert x.grad is not None and norm.bias.grad is None
+
+
+@pytest.mark.parametrize("kind", ["authors", "torch"])
+def test_ensemble_members_are_independent_mlps(kind):
+    torch.manual_seed(0)
+    mlp = MLP(6, 2, width=8, depth=2, layer_norm=True, ensemble_size=2, layer_norm_kind=kind)
     with torch.no_grad():
         for p in mlp.norms.parameters():
             p.normal_()
@@ -52,10 +89,65 @@ def test_ensemble_members_are_independent_mlps():
         for i, layer in enumerate(mlp.hidden):
             h = h @ layer.member_weight(e) + layer.bias[e]
             if i < len(mlp.norms):
-                h = nn.functional.layer_norm(h, (8,)) * mlp.norms[i].weight[e] + mlp.norms[i].bias[e]
+                norm = mlp.norms[i]
+                weight = norm.weight[e].detach().numpy() if kind == "torch" else None
+                h = torch.from_numpy(_hand_layer_norm(h.detach().numpy(), kind, weight,
+                                                      norm.bias[e].detach().numpy())).float()
             h = h.relu()
         torch.testing.assert_close(out[e], h @ mlp.output.member_weight(e) + mlp.output.bias[e])
     torch.testing.assert_close(mlp(x[None].expand(2, -1, -1)), out)
+
+
+def _mlp_norm_kinds(agent):
+    return {m.kind for m in agent.modules() if isinstance(m, EnsembleLayerNorm)}
+
+
+@pytest.mark.parametrize("algo", ["stable_crl", "gcbc", "gciql"])
+def test_policy_mlp_has_layer_norm_after_all_4_hidden_layers_critics_after_3(algo):
+    agent = _agent(algo)
+    assert len(agent.policy.mean_head.hidden) == 4 and len(agent.policy.mean_head.norms) == 4
+    critics = ([agent.critic.sa_head, agent.critic.goal_head] if algo == "stable_crl" else
+               [agent.critic.head, agent.value.head] if algo == "gciql" else [])
+    for head in critics:
+        assert len(head.hidden) == 4 and len(head.norms) == 3
+    assert _mlp_norm_kinds(agent) == {"authors"}
+    legacy = _agent(algo, ["policy_layer_norm_all=false", "layer_norm_kind=torch"])
+    assert len(legacy.policy.mean_head.norms) == 3 and _mlp_norm_kinds(legacy) == {"torch"}
+    # the conv encoders keep torch's LayerNorm (algorithm.md states no variant for them)
+    assert any(isinstance(m, nn.LayerNorm) for m in agent.policy.encoder.modules())
+
+
+@pytest.mark.parametrize("algo", ["stable_crl", "gcbc", "gciql"])
+def test_policy_init_authors_uniform_1e3_and_xavier_switch(algo):
+    torch.manual_seed(0)
+    policy = _agent(algo).policy
+    mlp = policy.mean_head
+    for layer in mlp.hidden:
+        for p in (layer.weight, layer.bias):
+            assert p.abs().max().item() <= 1e-3
+            assert abs(p.std().item() - 1e-3 / math.sqrt(3)) < 0.2e-3  # uniform over the whole range
+    for p in (mlp.output.weight, mlp.output.bias):
+        assert 0 < p.abs().max().item() <= 1e-3 and torch.count_nonzero(p) == p.numel()
+    for conv in (m for m in policy.encoder.modules() if isinstance(m, nn.Conv2d)):
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        assert _within_xavier(conv.weight, conv.in_channels * k, conv.out_channels * k, RELU_GAIN)
+    xavier = _agent(algo, ["policy_init=xavier"]).policy.mean_head
+    for layer in xavier.hidden:
+        assert _within_xavier(layer.weight, layer.in_dim, layer.out_dim, RELU_GAIN)
+        assert torch.count_nonzero(layer.bias) == 0
+    assert 0 < xavier.output.weight.abs().max().item() <= 1e-3 and torch.count_nonzero(xavier.output.bias) == 0
+
+
+def test_configs_saved_before_the_switches_get_the_legacy_values():
+    saved = config_to_dict(default_config("stable_crl"))
+    for key in ("layer_norm_kind", "policy_layer_norm_all", "policy_init"):
+        del saved[key]
+    cfg = config_from_checkpoint("stable_crl", saved)
+    assert (cfg.layer_norm_kind, cfg.policy_layer_norm_all, cfg.policy_init) == ("torch", False, "xavier")
+    current = config_from_checkpoint("gcbc", config_to_dict(default_config("gcbc")))
+    assert current == default_config("gcbc")  # saved keys win over the legacy values
+    with pytest.raises(ValueError, match="no field"):
+        config_from_checkpoint("gciql", {"nope": 1})
 
 
 def _within_xavier(weight, fan_in, fan_out, gain):
@@ -64,7 +156,7 @@ def _within_xavier(weight, fan_in, fan_out, gain):
     return weight.abs().max().item() <= bound and abs(std - bound / math.sqrt(3)) < 0.15 * bound
 
 
-def test_cold_init_and_xavier_elsewhere():
+def test_cold_init_and_xavier_in_the_critic():
     agent = _agent()
     critic = agent.critic
     for head in (critic.sa_head, critic.goal_head):

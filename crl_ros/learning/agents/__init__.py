@@ -1,4 +1,5 @@
-"""Agent registry: `make_agent(name, config, image_shape, action_dim, device)`."""
+"""Agent registry: `make_agent(name, config, image_shape, action_dim, device)`; a saved
+config back to its dataclass with `config_from_checkpoint`."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +8,7 @@ from typing import Any, Mapping
 import torch
 
 from crl_ros.learning.agents.base import Agent
+from crl_ros.learning.agents.common import LEGACY_VALUES
 from crl_ros.learning.agents.gcbc import GCBCAgent
 from crl_ros.learning.agents.gciql import GCIQLAgent
 from crl_ros.learning.agents.stable_crl import StableCRLAgent
@@ -31,6 +33,21 @@ def config_class(name: str) -> type:
 
 def default_config(name: str) -> Any:
     return config_class(name)()
+
+
+def config_from_checkpoint(name: str, data: Mapping[str, Any]) -> Any:
+    """The config dataclass of `name` from a checkpoint's (or run's) saved config dict.
+
+    Keys the dict lacks keep their defaults, except the switches in `LEGACY_VALUES`: a config
+    saved before a switch existed gets the value crl_ros used then, so the checkpoint's weights
+    fit the network rebuilt from it and it acts as it did. Unknown keys raise ValueError.
+    """
+    cls = config_class(name)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(data, Mapping):
+        return config_from_dict(cls, data)  # raises the usual message
+    legacy = {key: value for key, value in LEGACY_VALUES.items() if key in names and key not in data}
+    return config_from_dict(cls, {**data, **legacy})
 
 
 def make_agent(name: str, config: Any | Mapping[str, Any] | None, image_shape: tuple[int, int, int],

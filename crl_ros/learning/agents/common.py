@@ -16,6 +16,17 @@ from crl_ros.learning.networks import NetworkConfig, images_to_float
 from crl_ros.learning.precision import resolve_bf16
 
 
+#: The value each switch had before it existed. A checkpoint's config that lacks a key was
+#: written before that switch and trained with this value, not the (authors') default:
+#: `crl_ros.learning.agents.config_from_checkpoint` fills these in, so old weights load into
+#: the network they were trained as and act as they did.
+LEGACY_VALUES: dict[str, Any] = {
+    "layer_norm_kind": "torch",
+    "policy_layer_norm_all": False,
+    "policy_init": "xavier",
+}
+
+
 @dataclass
 class AgentConfig(NetworkConfig):
     batch_size: int = 256
