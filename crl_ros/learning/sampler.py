@@ -1,8 +1,13 @@
 """Goal-relabelling sampler: the dataset lives on the training device, batches are index gathers.
 
-Images (uint8) and normalised actions are copied to the device once; every draw uses the
-sampler's own `torch.Generator` on that device, so sampling is host-sync free on CUDA and
-`state_dict()` / `load_state_dict()` resume the exact stream.
+Images (uint8) and actions are copied to the device once; every draw uses the sampler's own
+`torch.Generator` on that device, so sampling is host-sync free on CUDA and `state_dict()` /
+`load_state_dict()` resume the exact stream.
+
+Actions are the dataset's raw ones (the authors'; `action_mean` 0, `action_std` 1) unless
+``normalize_actions`` (the agent setting of that name) z-scores each dimension with the
+statistics of the transition frames; explicit ``action_mean`` / ``action_std`` (a resumed run's)
+are used as given. The statistics go into the checkpoint, and `Policy` un-normalises with them.
 
 Goal conventions: for a transition frame t (one with a next frame in its episode) the
 future goals are frames t + 1 + k, k in [0, K_t] with K_t = episode_end - t - 2, so a goal
@@ -23,16 +28,24 @@ ACTION_STD_FLOOR = 1e-6
 
 class Sampler:
     def __init__(self, dataset: Dataset, device: torch.device | str, seed: int = 0,
-                 action_mean: np.ndarray | None = None, action_std: np.ndarray | None = None):
+                 action_mean: np.ndarray | None = None, action_std: np.ndarray | None = None,
+                 normalize_actions: bool = False):
         self.device = torch.device(device)
         transition_mask = dataset.transition_mask()
         actions = np.asarray(dataset.actions, dtype=np.float64)
+        dim = actions.shape[1]
+        #: per-dimension std of the raw actions of the transition frames (e.g. for scale checks)
+        self.raw_action_std = actions[transition_mask].std(0).astype(np.float32) if transition_mask.any() \
+            else np.zeros(dim, np.float32)
+        self.action_names = list(dataset.metadata.action_names)
         if action_mean is None:
-            action_mean = actions[transition_mask].mean(0)
+            action_mean = actions[transition_mask].mean(0) if normalize_actions else np.zeros(dim)
         if action_std is None:
-            action_std = actions[transition_mask].std(0)
+            action_std = actions[transition_mask].std(0) if normalize_actions else np.ones(dim)
         self.action_mean = np.asarray(action_mean, dtype=np.float32)
         self.action_std = np.maximum(np.asarray(action_std, dtype=np.float32), ACTION_STD_FLOOR)
+        #: whether the actions it hands out are transformed (False: exactly the dataset's)
+        self.normalizes_actions = bool(np.any(self.action_mean != 0) or np.any(self.action_std != 1))
         normalised = ((actions - self.action_mean) / self.action_std).astype(np.float32)
 
         self._images = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(self.device)
@@ -99,7 +112,7 @@ class Sampler:
         return self._images[idx]
 
     def actions(self, idx: torch.Tensor) -> torch.Tensor:
-        """Normalised float32 [B, A]."""
+        """float32 [B, A]: raw, or normalised with `normalize_actions`."""
         return self._actions[idx]
 
     def standard_normal(self, shape: tuple[int, ...]) -> torch.Tensor:

@@ -1,6 +1,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from synthetic_data import synthetic_dataset
@@ -10,6 +11,7 @@ from crl_ros.learning.agents.gciql import expectile_loss
 from crl_ros.learning.agents.stable_crl import (classifier_accuracy, mc_critic_loss, td_critic_loss,
                                                 td_importance_weight)
 from crl_ros.learning.config import apply_overrides
+from crl_ros.learning.networks import images_to_float
 from crl_ros.learning.sampler import Sampler
 
 SMALL = ["hidden_width=32", "hidden_depth=2", "encoder_channels=[8, 8, 8]", "batch_size=16"]
@@ -95,6 +97,42 @@ def test_update_runs_and_returns_finite_scalars(sampler, name, extra):
         assert agent.act(obs, obs).shape == (4, 7)
         score = agent.score(obs, obs)
     assert (score is not None) == (name == "stable_crl")
+
+
+@pytest.mark.parametrize("name", ["stable_crl", "gcbc", "gciql"])
+def test_policy_std_is_in_raw_action_units_by_default(name):
+    """normalize_actions=false (the authors'): the batch's actions are the dataset's and the
+    BC log-likelihood is N(a_data; mean, 0.15^2) on them; true: z-scored, and an agent refuses
+    a sampler that disagrees with its config."""
+    dataset = synthetic_dataset()
+    sampler = Sampler(dataset, "cpu", seed=0)
+    cfg = apply_overrides(default_config(name), SMALL + ["augment=false"])
+    assert cfg.normalize_actions is False and cfg.policy_std == 0.15
+    agent = make_agent(name, cfg, (32, 32, 3), 7, "cpu")
+    batch = agent.make_batch(sampler, cfg.batch_size)
+    raw_rows = {tuple(row) for row in dataset.actions.astype(np.float32).tolist()}
+    assert all(tuple(row) in raw_rows for row in batch["actions"].tolist())
+    goals = batch["actor_goals" if name == "gciql" else "goals"]
+    with torch.no_grad():
+        mean = agent.policy(images_to_float(batch["observations"]), images_to_float(goals))
+    expected = torch.distributions.Normal(mean, 0.15).log_prob(batch["actions"]).sum(-1).mean()
+    info = agent.update(batch, 0)
+    torch.testing.assert_close(info["actor_log_prob"], expected, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="normalize_actions"):
+        agent.make_batch(Sampler(dataset, "cpu", seed=0, normalize_actions=True), cfg.batch_size)
+    normalised = make_agent(name, apply_overrides(cfg, ["normalize_actions=true"]), (32, 32, 3), 7, "cpu")
+    z = normalised.make_batch(Sampler(dataset, "cpu", seed=0, normalize_actions=True), cfg.batch_size)["actions"]
+    assert z.abs().max() < 5 and not any(tuple(row) in raw_rows for row in z.tolist())
+    with pytest.raises(ValueError, match="normalize_actions"):
+        normalised.make_batch(sampler, cfg.batch_size)
+
+
+def test_raw_actions_much_smaller_than_policy_std_warn():
+    dataset = synthetic_dataset()
+    dataset.actions = (dataset.actions * 0.001).astype(np.float32)
+    agent = make_agent("gcbc", apply_overrides(default_config("gcbc"), SMALL), (32, 32, 3), 7, "cpu")
+    with pytest.warns(UserWarning, match="normalize_actions=true"):
+        agent.make_batch(Sampler(dataset, "cpu", seed=0), 8)
 
 
 def test_crl_target_is_soft_updated_and_actor_q_leaves_critic_alone(sampler):

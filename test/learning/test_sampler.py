@@ -24,8 +24,20 @@ def test_transitions_have_a_next_frame(dataset):
     assert len(np.unique(idx)) == dataset.transition_mask().sum()
 
 
-def test_action_normalisation(dataset):
+def test_actions_are_raw_by_default(dataset):
     sampler = Sampler(dataset, "cpu", seed=0)
+    assert not sampler.normalizes_actions
+    np.testing.assert_array_equal(sampler.action_mean, 0.0)
+    np.testing.assert_array_equal(sampler.action_std, 1.0)
+    frames = torch.arange(dataset.num_frames)
+    np.testing.assert_array_equal(sampler.actions(frames).numpy(), dataset.actions.astype(np.float32))
+    valid = dataset.transition_mask()
+    np.testing.assert_allclose(sampler.raw_action_std, dataset.actions[valid].std(0), rtol=1e-5)
+
+
+def test_action_normalisation(dataset):
+    sampler = Sampler(dataset, "cpu", seed=0, normalize_actions=True)
+    assert sampler.normalizes_actions
     valid = dataset.transition_mask()
     np.testing.assert_allclose(sampler.action_mean, dataset.actions[valid].mean(0), rtol=1e-5)
     normalised = sampler.actions(torch.from_numpy(np.nonzero(valid)[0])).numpy()

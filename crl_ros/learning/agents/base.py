@@ -2,7 +2,8 @@
 
 Batches are dicts of tensors already on the agent's device. Images stay uint8
 [B, H, W, C] until the agent turns them into float [B, C, H, W] in [0, 1]; actions are
-float32 [B, A], normalised (zero mean, unit std per dimension) by the sampler.
+float32 [B, A]: the dataset's raw ones, or normalised (zero mean, unit std per dimension) by
+the sampler with the agent setting normalize_actions.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ class Agent(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False) -> torch.Tensor:
-        """Normalised actions [B, A] for uint8 images [B, H, W, C]; mean unless `sample`."""
+        """Actions [B, A] in the sampler's units (raw, or normalised) for uint8 images
+        [B, H, W, C]; mean unless `sample`."""
 
     def score(self, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor | None:
         """Goal-reaching score [B] (the critic's logit for CRL); None where an agent has none."""

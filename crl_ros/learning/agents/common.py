@@ -3,6 +3,7 @@ bf16 autocast and batch augmentation."""
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -24,6 +25,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "layer_norm_kind": "torch",
     "policy_layer_norm_all": False,
     "policy_init": "xavier",
+    "normalize_actions": True,
 }
 
 
@@ -33,6 +35,15 @@ class AgentConfig(NetworkConfig):
     lr: float = 3e-4
     discount: float = 0.99
     policy_std: float = 0.15
+    # false (the authors'): train on the dataset's raw actions, so policy_std is in raw units;
+    # true (the JAX WidowX pipeline's): z-score every action dimension (the checkpoint keeps the
+    # statistics and Policy un-normalises), so policy_std is a fraction of each dimension's std.
+    # Raw suits actions that share a scale of about 1 (the paper's simulated tasks; pointmass's
+    # [-1, 1]). The WidowX deltas do not: metres (|dx| <= 0.05, a std of millimetres), radians
+    # (<= 0.25) and a gripper opening in [0, 1]; raw, a std of 0.15 is 3x the whole translation
+    # range (sampled actions mostly clip; the BC term barely sees the translations), so for
+    # real-robot / WidowX data pick true. See docs/algorithm.md.
+    normalize_actions: bool = False
     augment: bool = True  # augment the images named by the agent's augment switches
     augment_prob: float = 0.5  # probability that a whole batch is augmented
     augment_shift: bool = True  # random shift (pad augment_pad, replicate, crop back)
@@ -56,6 +67,33 @@ class OfflineAgent(Agent):
 
     config: AgentConfig
     policy: torch.nn.Module
+
+    def check_sampler(self, sampler) -> None:
+        """The sampler must hand out the actions this config trains on (raw, or normalised
+        with normalize_actions); warns once when raw actions vary far less than policy_std.
+        Each agent's make_batch calls it (a cheap check after the first)."""
+        if getattr(self, "_checked_sampler", None) is sampler:
+            return
+        cfg = self.config
+        normalizes = bool(getattr(sampler, "normalizes_actions", False))
+        if normalizes != cfg.normalize_actions:
+            raise ValueError(
+                f"the agent trains on {'normalised' if cfg.normalize_actions else 'raw'} actions "
+                f"(normalize_actions={str(cfg.normalize_actions).lower()}) but the sampler's are "
+                f"{'normalised' if normalizes else 'raw'}: build the Sampler with "
+                f"normalize_actions=config.normalize_actions")
+        raw_std = getattr(sampler, "raw_action_std", None)
+        if not cfg.normalize_actions and raw_std is not None:
+            small = [i for i, s in enumerate(raw_std) if 0 < s < cfg.policy_std / 2]
+            if small:
+                names = list(getattr(sampler, "action_names", [])) or [f"a{i}" for i in range(len(raw_std))]
+                listed = ", ".join(f"{names[i]} (std {raw_std[i]:.3g})" for i in small)
+                warnings.warn(
+                    f"raw actions (normalize_actions=false, the authors' setting) but {listed} vary far "
+                    f"less than policy_std {cfg.policy_std:g}: the policy's noise swamps them; for data "
+                    f"like the WidowX deltas use --set normalize_actions=true (docs/algorithm.md)",
+                    stacklevel=3)
+        self._checked_sampler = sampler
 
     def _build_optimizer(self, param_groups: Iterable[dict[str, Any]]) -> None:
         # The fused kernel: one pass over all parameters (about 10x the per-tensor loop on CPU).

@@ -26,6 +26,7 @@ class GCBCAgent(OfflineAgent):
         self._build_optimizer([{"params": self.policy.parameters()}])
 
     def make_batch(self, sampler, batch_size: int) -> dict[str, torch.Tensor]:
+        self.check_sampler(sampler)
         idx = sampler.sample_transitions(batch_size)
         obs, goals = sampler.images(idx), sampler.images(sampler.uniform_future(idx))
         obs, goals = self.augment(sampler, [obs, goals]) or (obs, goals)

@@ -62,6 +62,7 @@ class GCIQLAgent(OfflineAgent):
 
     def make_batch(self, sampler, batch_size: int) -> dict[str, torch.Tensor]:
         cfg = self.config
+        self.check_sampler(sampler)
         idx = sampler.sample_transitions(batch_size)
         next_idx = idx + 1
         # Draw every candidate and pick per sample, so the random stream is data independent.

@@ -103,6 +103,7 @@ class StableCRLAgent(OfflineAgent):
         the noise of the reparameterised actions; "augmented_<key>" entries appear only
         when this batch is augmented (probability augment_prob)."""
         cfg = self.config
+        self.check_sampler(sampler)
         idx = sampler.sample_transitions(batch_size)
         goal_idx = sampler.geometric_future(idx, cfg.discount)
         batch = {
