@@ -37,7 +37,7 @@ def test_play_demos_write_a_valid_dataset(play_data):
 def test_task_demos_succeed_and_eval_prints_a_table(tmp_path, capsys):
     out = tmp_path / "pick.h5"
     assert main(["demos", "--env", "widowx", "--task", "pick_place_table", "--episodes", "2", "--out", str(out)]) == 0
-    assert "scripted success 2/2" in capsys.readouterr().out
+    assert "the scripted expert succeeded in 2/2" in capsys.readouterr().out
     validate(out)
     assert main(["eval", "--env", "widowx", "--task", "open_drawer", "--policy", "scripted", "--episodes", "2",
                  "--video", str(tmp_path / "eval.gif")]) == 0
