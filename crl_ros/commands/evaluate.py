@@ -20,7 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=positive_int, default=20, help="episodes per task")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed (fixes starts and goals)")
     parser.add_argument("--device", default="auto", help="--model: auto | cpu | cuda")
-    parser.add_argument("--sample", action="store_true", help="sample actions instead of the policy mean")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--sample", dest="sample", action="store_true", default=None,
+                     help="--model: sample actions N(mean, std^2) (default: the model's eval_sample setting; "
+                          "the authors sample)")
+    how.add_argument("--mean", dest="sample", action="store_false", default=None,
+                     help="--model: act with the policy mean")
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="episode length (suite default if unset)")
     parser.add_argument("--image-size", type=positive_int, default=None,
@@ -62,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
         image_size = h
         actor = PolicyActor(policy, sample=args.sample)
-        who = f"{policy.algorithm} model {args.model} (step {policy.meta.step})"
+        sampled = policy.samples_by_default if args.sample is None else args.sample
+        who = (f"{policy.algorithm} model {args.model} (step {policy.meta.step}, "
+               f"{'sampled' if sampled else 'mean'} actions)")
     elif args.policy == "scripted":
         actor, who = ScriptedActor(args.env, seed=args.seed), "scripted policy"
     else:

@@ -3,7 +3,14 @@
     policy = Policy.load("runs/pointmass/model.pt", device="auto")
     action = policy.act(obs_uint8_hwc, goal_uint8_hwc)        # [A], un-normalised, clipped
     actions = policy.act(obs_batch_bhwc, goal_batch_bhwc)     # [B, A]
+    mean = policy.act(obs, goal, sample=False)                # the mean, whatever the model's setting
+    policy.seed(7)                                            # reproducible samples from here
     score = policy.score(obs, goal)                           # critic logit (CRL) or None
+
+``act`` samples N(mean, policy_std^2) or returns the mean as the model's ``eval_sample``
+setting says (the authors' evaluation samples; models from before that setting act with the
+mean), unless ``sample`` is given; samples come from a generator the Policy owns (seed 0
+unless `seed` is called or `load(..., seed=)` given), so a seeded caller gets the same actions.
 
 Inputs are uint8 RGB images of the checkpoint's ``image_shape``; anything else raises
 `PolicyInputError` saying what was expected. Non-finite network outputs raise instead of
@@ -76,25 +83,32 @@ def load_deployable_state(agent, state: dict[str, torch.Tensor], path: Any) -> N
 class Policy:
     """A trained agent plus the metadata needed to feed it images and return real actions."""
 
-    def __init__(self, agent, meta: CheckpointMeta, device: torch.device | str = "cpu"):
+    def __init__(self, agent, meta: CheckpointMeta, device: torch.device | str = "cpu", seed: int = 0):
         self.agent = agent
         self.meta = meta
         self.device = torch.device(device)
+        self._generator = torch.Generator(device=self.device)
+        self.seed(seed)
         self._mean = np.asarray(meta.action_mean, dtype=np.float32)
         self._std = np.asarray(meta.action_std, dtype=np.float32)
         self._low = None if meta.action_low is None else np.asarray(meta.action_low, dtype=np.float32)
         self._high = None if meta.action_high is None else np.asarray(meta.action_high, dtype=np.float32)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> "Policy":
-        """Load a checkpoint file (or a run directory holding model.pt)."""
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", seed: int = 0) -> "Policy":
+        """Load a checkpoint file (or a run directory holding model.pt); `seed` seeds the
+        generator sampled actions come from."""
         dev = resolve_device(device)
         ckpt = load_checkpoint(path, map_location="cpu")
         agent = build_agent(ckpt.meta, dev)
         load_deployable_state(agent, ckpt.model, ckpt.path)
         agent.to(dev)
         agent.eval()
-        return cls(agent, ckpt.meta, dev)
+        return cls(agent, ckpt.meta, dev, seed=seed)
+
+    def seed(self, seed: int) -> None:
+        """Restart the stream of the action noise (`act` with sampling) from `seed`."""
+        self._generator.manual_seed(int(seed))
 
     # -- description --------------------------------------------------------------------------
     @property
@@ -124,6 +138,11 @@ class Policy:
     @property
     def metadata(self) -> dict[str, Any]:
         return self.meta.to_dict()
+
+    @property
+    def samples_by_default(self) -> bool:
+        """The model's ``eval_sample``: what `act` does when ``sample`` is None."""
+        return bool(getattr(self.agent.config, "eval_sample", False))
 
     # -- inference ----------------------------------------------------------------------------
     def _images(self, images: Any, name: str) -> np.ndarray:
@@ -155,11 +174,15 @@ class Policy:
         to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
         return to_tensor(obs), to_tensor(goal), single
 
-    def act(self, obs: Any, goal: Any, sample: bool = False, clip: bool = True) -> np.ndarray:
-        """Un-normalised action(s): mean of the policy unless ``sample``; clipped to the bounds if known."""
+    def act(self, obs: Any, goal: Any, sample: bool | None = None, clip: bool = True) -> np.ndarray:
+        """Un-normalised action(s), clipped to the bounds if known: a sample of N(mean,
+        policy_std^2) with ``sample=True``, the mean with False, the model's ``eval_sample``
+        setting with None (the default)."""
+        if sample is None:
+            sample = self.samples_by_default
         o, g, single = self._inputs(obs, goal)
         with torch.inference_mode():
-            normalised = self.agent.act(o, g, sample=sample)
+            normalised = self.agent.act(o, g, sample=bool(sample), generator=self._generator)
         normalised = normalised.float().cpu().numpy()
         if not np.isfinite(normalised).all():
             raise FloatingPointError(f"the {self.algorithm} policy produced non-finite actions "

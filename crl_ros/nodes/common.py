@@ -108,21 +108,30 @@ def crop_from_param(values: Sequence[int]) -> tuple[int, int, int, int] | None:
 
 # --- parameters ---------------------------------------------------------------------------
 
+class AnyType(str):
+    """A parameter default (a string) whose parameter accepts any type: ``auto`` or
+    ``true``/``false`` alike (``-p x:=true`` arrives as a bool, which a string parameter refuses)."""
+
+
 def declare_parameters(node, specs: Sequence[tuple[str, Any, str]], config_name: str | None = None) -> dict[str, Any]:
     """Declare (name, builtin default, description) parameters on ``node``.
 
     The default each parameter gets is the value in config/<config_name>.yaml when that
     file sets it (the one place users edit), else the builtin one. Values given on the
-    command line (``-p``), in a launch file or a ``--params-file`` override both.
+    command line (``-p``), in a launch file or a ``--params-file`` override both. A default
+    that is an `AnyType` declares a dynamically typed parameter.
     """
     from rcl_interfaces.msg import ParameterDescriptor
 
     yaml_defaults = node_defaults(config_name or node.get_name())
     values = {}
     for name, default, description in specs:
+        dynamic = isinstance(default, AnyType)
         value = yaml_defaults.get(name, default)
-        value = _coerce_like(value, default, name)
-        node.declare_parameter(name, value, ParameterDescriptor(description=description))
+        value = value if dynamic else _coerce_like(value, default, name)
+        if isinstance(value, AnyType):
+            value = str(value)
+        node.declare_parameter(name, value, ParameterDescriptor(description=description, dynamic_typing=dynamic))
         values[name] = node.get_parameter(name).value
     return values
 

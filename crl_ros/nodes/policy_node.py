@@ -7,7 +7,9 @@ crl_ros layout: [dx, dy, dz, droll, dpitch, dyaw, gripper], see nodes/common.py)
 ``debug_image`` (goal | observation side by side with the score written on it; its
 header stamp is the observation's, so latency can be measured end to end).
 
-It acts every 1/``rate_hz`` s (or on every new observation with ``act_on_observation``)
+It acts every 1/``rate_hz`` s (or on every new observation with ``act_on_observation``),
+with a sample of N(mean, std^2) or the policy mean as ``sample_actions`` says (``auto``:
+the model's ``eval_sample`` setting; the authors' evaluation samples),
 and publishes NOTHING when there is no goal, no observation, the newest observation is
 older than ``max_observation_age_ms`` (by its header stamp), or an image does not have
 the model's input shape -- so arm_node's watchdog holds the arm.
@@ -30,6 +32,8 @@ PARAMETERS = [
     ("rate_hz", 5.0, "control rate"),
     ("max_observation_age_ms", 300.0, "never act on an observation older than this"),
     ("act_on_observation", False, "act on every new observation instead of on a timer"),
+    ("sample_actions", common.AnyType("auto"), "auto = the model's eval_sample setting | true = sample "
+                                               "N(mean, std^2), clipped | false = the policy mean"),
     ("publish_debug_image", True, "publish debug_image (goal | observation, score overlay)"),
     ("debug_scale", 4, "upscaling of the debug image"),
     ("torch_threads", 1, "CPU threads for inference (0 = torch's default); batch-1 inference gains little "
@@ -37,10 +41,23 @@ PARAMETERS = [
 ]
 
 
+def sample_setting(value) -> bool | None:
+    """The ``sample_actions`` parameter: None (``auto``: the model decides), True or False."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("auto", ""):
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    raise ValueError(f"policy_node: sample_actions must be auto, true or false, got {value!r}")
+
+
 class PolicyNode(Node):
     def __init__(self, name: str = "policy_node", policy=None, **kwargs):
         super().__init__(name, **kwargs)
         p = common.declare_parameters(self, PARAMETERS, "policy_node")
+        self.sample = sample_setting(p["sample_actions"])
         if int(p["torch_threads"]) > 0:
             import torch
             torch.set_num_threads(int(p["torch_threads"]))
@@ -72,7 +89,9 @@ class PolicyNode(Node):
         self.act_on_observation = bool(p["act_on_observation"])
         if not self.act_on_observation:
             self.create_timer(1.0 / float(p["rate_hz"]), self.step)
-        self.get_logger().info(f"loaded {policy!r}")
+        sampled = getattr(policy, "samples_by_default", False) if self.sample is None else self.sample
+        self.get_logger().info(f"loaded {policy!r}; acting with {'sampled' if sampled else 'mean'} actions "
+                               f"(sample_actions={p['sample_actions']})")
 
     def on_observation(self, msg: Image) -> None:
         self.observation = msg
@@ -121,7 +140,7 @@ class PolicyNode(Node):
         try:
             obs = np.array(common.image_from_msg(msg))
             self._check_shape(obs, "observation")
-            action = self.policy.act(obs, self.goal)
+            action = self.policy.act(obs, self.goal, sample=self.sample)
         except (ValueError, FloatingPointError) as exc:
             self.counts["bad_input"] += 1
             self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=2.0)

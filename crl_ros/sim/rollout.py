@@ -2,8 +2,10 @@
 
 An *actor* is a callable ``actor(obs, goal_image) -> action`` where ``obs`` is the env's
 observation dict (``"image"``, ``"state"``). If it has a ``reset(env)`` method, that is
-called after every ``env.reset`` (scripted experts plan there). Executed actions are
-clipped to the env's action bounds. This module imports no torch.
+called after every ``env.reset`` (scripted experts plan there); if it has a ``seed(n)``
+method, `evaluate` calls it before every episode (a sampling policy then draws the same
+actions for the same evaluation seed). Executed actions are clipped to the env's action
+bounds. This module imports no torch.
 """
 from __future__ import annotations
 
@@ -100,7 +102,9 @@ def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int 
     """Success of ``actor`` per task (``task="all"`` runs every task in ``suite.TASKS``).
 
     Episode ``i`` of a task resets with a seed derived from (``seed``, task index, ``i``), so
-    the same seed gives the same starts and goals for every actor. Returns
+    the same seed gives the same starts and goals for every actor; an actor with a ``seed``
+    method (a sampling `PolicyActor`) is seeded from the same triple, so its episodes are
+    reproducible too. Returns
     ``{task: {"success_rate", "successes", "episodes", "mean_steps"}}``; with ``video_path``
     the first episode of each task is saved as one GIF (goal image | camera view).
     """
@@ -117,8 +121,10 @@ def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int 
         successes, steps = 0, []
         for i in range(episodes):
             record = video_path is not None and i == 0
-            ep = run_episode(env, actor, max_steps=max_steps, record=record,
-                             seed=episode_seed(seed, suite.TASKS.index(t) if t in suite.TASKS else task_index, i))
+            task_key = suite.TASKS.index(t) if t in suite.TASKS else task_index
+            if hasattr(actor, "seed"):
+                actor.seed(episode_seed(seed, task_key, i, 1))
+            ep = run_episode(env, actor, max_steps=max_steps, record=record, seed=episode_seed(seed, task_key, i))
             successes += int(ep["success"])
             steps.append(ep["steps"])
             if record:
@@ -272,11 +278,18 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 class PolicyActor:
-    """A trained `Policy` (anything with ``act(image, goal_image, sample=...)``) as an actor."""
+    """A trained `Policy` (anything with ``act(image, goal_image, sample=...)``) as an actor.
 
-    def __init__(self, policy, sample: bool = False):
+    ``sample``: True samples N(mean, std^2), False acts with the mean, None (default) does
+    what the model's ``eval_sample`` setting says."""
+
+    def __init__(self, policy, sample: bool | None = None):
         self.policy = policy
         self.sample = sample
+
+    def seed(self, seed: int) -> None:
+        if hasattr(self.policy, "seed"):
+            self.policy.seed(seed)
 
     def __call__(self, obs: dict, goal_image: np.ndarray) -> np.ndarray:
         return self.policy.act(obs["image"], goal_image, sample=self.sample)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from crl_ros.learning.agents import default_config, make_agent
+from crl_ros.learning.agents.common import LEGACY_VALUES
 from crl_ros.learning.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from crl_ros.learning.config import apply_overrides, config_to_dict
 from crl_ros.learning.policy import Policy, PolicyInputError, resolve_device
@@ -13,9 +14,9 @@ TINY = ["hidden_width=32", "hidden_depth=2", "encoder_channels=[8,8,8]", "batch_
 MEAN, STD = [0.5, -1.0], [2.0, 0.25]
 
 
-def _policy(algo, low=(-2.0, -2.0), high=(2.0, 2.0)):
+def _policy(algo, low=(-2.0, -2.0), high=(2.0, 2.0), extra=()):
     torch.manual_seed(0)
-    cfg = apply_overrides(default_config(algo), TINY)
+    cfg = apply_overrides(default_config(algo), TINY + list(extra))
     agent = make_agent(algo, cfg, SHAPE, 2, "cpu")
     with torch.no_grad():  # move off the (cold) init so outputs are not all ~0
         for p in agent.parameters():
@@ -54,24 +55,26 @@ def test_actions_are_unnormalised_and_clipped():
     obs, goal = _images(3, 1), _images(3, 2)
     with torch.no_grad():
         normalised = policy.agent.act(torch.from_numpy(obs), torch.from_numpy(goal)).numpy()
-    np.testing.assert_allclose(policy.act(obs, goal), normalised * STD + MEAN, rtol=1e-6)
+    np.testing.assert_allclose(policy.act(obs, goal, sample=False), normalised * STD + MEAN, rtol=1e-6)
     assert np.ptp(normalised) > 1e-3  # the check above is not trivially about constants
     bounded = _policy("gcbc", low=(0.4, -1.01), high=(0.6, -0.99))
-    actions = bounded.act(obs, goal)
-    assert (actions >= [0.4, -1.01]).all() and (actions <= [0.6, -0.99]).all()
-    assert not np.array_equal(bounded.act(obs, goal, clip=False), actions)
+    for sample in (False, True):  # the authors clip their samples too
+        actions = bounded.act(obs, goal, sample=sample)
+        assert (actions >= np.float32([0.4, -1.01])).all() and (actions <= np.float32([0.6, -0.99])).all()
+        assert not np.array_equal(bounded.act(obs, goal, sample=False, clip=False), actions)
 
 
 def test_single_and_batched_inputs():
     policy = _policy("stable_crl")
     obs, goal = _images(5, 1), _images(5, 2)
-    batch = policy.act(obs, goal)
+    batch = policy.act(obs, goal, sample=False)
     assert batch.shape == (5, 2) and batch.dtype == np.float32
-    single = policy.act(obs[2], goal[2])
+    single = policy.act(obs[2], goal[2], sample=False)
     assert single.shape == (2,)
     np.testing.assert_allclose(single, batch[2], rtol=1e-5, atol=1e-6)
-    one_goal = policy.act(obs, goal[0])  # one goal for a batch of observations
-    np.testing.assert_allclose(one_goal[3], policy.act(obs[3], goal[0]), rtol=1e-5, atol=1e-6)
+    one_goal = policy.act(obs, goal[0], sample=False)  # one goal for a batch of observations
+    np.testing.assert_allclose(one_goal[3], policy.act(obs[3], goal[0], sample=False), rtol=1e-5, atol=1e-6)
+    assert policy.act(obs, goal).shape == (5, 2) and policy.act(obs[2], goal[2]).shape == (2,)
     score = policy.score(obs[0], goal[0])
     assert isinstance(score, float) and np.isfinite(score)
     assert policy.score(obs, goal).shape == (5,)
@@ -80,10 +83,56 @@ def test_single_and_batched_inputs():
 def test_sampling_differs_from_the_mean():
     policy = _policy("gcbc", low=None, high=None)
     obs, goal = _images(64, 1), _images(64, 2)
-    mean = policy.act(obs, goal)
+    mean = policy.act(obs, goal, sample=False)
     sampled = policy.act(obs, goal, sample=True)
     spread = (sampled - mean) / np.asarray(STD)
-    assert 0.05 < spread.std() < 0.5  # fixed policy std 0.15 in normalised units
+    assert 0.1 < spread.std() < 0.2  # policy_std 0.15 in the units of the checkpoint's actions
+
+
+@pytest.mark.parametrize("algo", ["stable_crl", "gcbc", "gciql"])
+def test_act_follows_the_models_eval_sample_and_is_reproducible_when_seeded(algo):
+    policy = _policy(algo, low=None, high=None)
+    assert policy.agent.config.eval_sample is True and policy.samples_by_default  # the authors' evaluation
+    obs, goal = _images(8, 1), _images(8, 2)
+    mean = policy.act(obs, goal, sample=False)
+    policy.seed(3)
+    first = policy.act(obs, goal)
+    assert not np.allclose(first, mean)
+    assert not np.array_equal(policy.act(obs, goal), first)  # the stream moves on
+    policy.seed(3)
+    np.testing.assert_array_equal(policy.act(obs, goal), first)
+    torch.manual_seed(123)  # the global RNG plays no part
+    policy.seed(3)
+    np.testing.assert_array_equal(policy.act(obs, goal, sample=True), first)
+    by_mean = _policy(algo, low=None, high=None, extra=["eval_sample=false"])
+    assert not by_mean.samples_by_default
+    np.testing.assert_array_equal(by_mean.act(obs, goal), by_mean.act(obs, goal, sample=False))
+    assert not np.allclose(by_mean.act(obs, goal, sample=True), by_mean.act(obs, goal))
+
+
+def test_a_checkpoint_saved_before_the_switches_loads_as_it_was_trained(tmp_path):
+    """Its config lacks the policy switches: the network is rebuilt with the legacy values
+    (no LayerNorm after the last policy layer, torch's LayerNorm, xavier), its actions are un-normalised with
+    the stored statistics and it acts with the mean."""
+    legacy = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in LEGACY_VALUES.items()]
+    old = _policy("stable_crl", extra=legacy)
+    config = {k: v for k, v in old.meta.config.items() if k not in LEGACY_VALUES}
+    meta = CheckpointMeta(**{**old.meta.to_dict(), "config": config})
+    path = save_checkpoint(tmp_path / "old.pt", meta, old.agent.state_dict())
+    loaded = Policy.load(path, device="cpu", seed=5)
+    for key, value in LEGACY_VALUES.items():
+        assert getattr(loaded.agent.config, key) == value
+    mean_head = loaded.agent.policy.mean_head
+    assert len(mean_head.norms) == len(mean_head.hidden) - 1 and not loaded.samples_by_default
+    obs, goal = _images(4, 1), _images(4, 2)
+    np.testing.assert_array_equal(loaded.act(obs, goal), old.act(obs, goal, sample=False))
+    np.testing.assert_array_equal(loaded.act(obs, goal), loaded.act(obs, goal))
+    # the same weights under the current defaults do not fit: the switches change the network
+    current = CheckpointMeta(**{**meta.to_dict(), "config": config_to_dict(
+        apply_overrides(default_config("stable_crl"), TINY))})
+    save_checkpoint(tmp_path / "relabelled.pt", current, old.agent.state_dict())
+    with pytest.raises(CheckpointError, match="weights do not match"):
+        Policy.load(tmp_path / "relabelled.pt", device="cpu")
 
 
 @pytest.mark.parametrize("obs, message", [
@@ -145,3 +194,26 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_evaluate_seeds_a_sampling_policy_so_evaluations_repeat():
+    from crl_ros.sim.rollout import PolicyActor, evaluate
+
+    class Recording(PolicyActor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.actions = []
+
+        def __call__(self, obs, goal_image):
+            self.actions.append(super().__call__(obs, goal_image))
+            return self.actions[-1]
+
+    policy = _policy("gcbc", low=None, high=None)
+    runs = []
+    for sample in (None, None, False):
+        actor = Recording(policy, sample=sample)
+        evaluate("pointmass", "reach_center", actor, episodes=2, seed=5, image_size=SHAPE[0], max_steps=3)
+        policy.act(_images(), _images())  # whatever the policy did in between
+        runs.append(np.stack(actor.actions))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert runs[0].shape == runs[2].shape == (6, 2) and not np.allclose(runs[0], runs[2])

@@ -83,3 +83,41 @@ def test_5_bad_model_path_fails_fast_with_a_clear_message(ros, tmp_path):
     proc = ros.start("policy_node", name="policy_missing", model_path=str(tmp_path / "nope.pt"))
     assert proc.proc.wait(60) == 1
     assert "nope.pt" in proc.log() and "not found" in proc.log()
+
+
+def test_6_sample_actions_parameter_reaches_policy_act(ros):
+    """sample_actions: auto (the model's eval_sample) / true / false, as a bool or a string
+    (``-p sample_actions:=true`` arrives as a bool); anything else fails at start-up."""
+    from rclpy.parameter import Parameter
+
+    from crl_ros.nodes.policy_node import PolicyNode
+
+    class FakePolicy:
+        image_shape = (48, 48, 3)
+        samples_by_default = True
+
+        def __init__(self):
+            self.samples = []
+
+        def act(self, obs, goal, sample=None):
+            self.samples.append(sample)
+            return np.zeros(7, np.float32)
+
+        def score(self, obs, goal):
+            return None
+
+    images = np.random.default_rng(1).integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
+    for i, (value, expected) in enumerate([("auto", None), (True, True), (False, False), ("false", False)]):
+        fake = FakePolicy()
+        node = PolicyNode(f"policy_sample_{i}", policy=fake, context=ros.context,
+                          parameter_overrides=[Parameter("sample_actions", value=value)])
+        try:
+            node.goal = images[1]
+            node.observation = common.image_msg(images[0], node.get_clock().now().to_msg())
+            node.step()
+            assert fake.samples == [expected], (value, fake.samples, node.counts)
+        finally:
+            node.destroy_node()
+    with pytest.raises(ValueError, match="auto, true or false"):
+        PolicyNode("policy_sample_bad", policy=FakePolicy(), context=ros.context,
+                   parameter_overrides=[Parameter("sample_actions", value="maybe")])

@@ -41,9 +41,10 @@ class Agent(nn.Module, abc.ABC):
         """
 
     @abc.abstractmethod
-    def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False,
+            generator: torch.Generator | None = None) -> torch.Tensor:
         """Actions [B, A] in the sampler's units (raw, or normalised) for uint8 images
-        [B, H, W, C]; mean unless `sample`."""
+        [B, H, W, C]; mean unless `sample` (noise from `generator`, or torch's global RNG)."""
 
     def score(self, obs: torch.Tensor, goal: torch.Tensor) -> torch.Tensor | None:
         """Goal-reaching score [B] (the critic's logit for CRL); None where an agent has none."""

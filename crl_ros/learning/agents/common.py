@@ -26,6 +26,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "policy_layer_norm_all": False,
     "policy_init": "xavier",
     "normalize_actions": True,
+    "eval_sample": False,
 }
 
 
@@ -44,6 +45,10 @@ class AgentConfig(NetworkConfig):
     # range (sampled actions mostly clip; the BC term barely sees the translations), so for
     # real-robot / WidowX data pick true. See docs/algorithm.md.
     normalize_actions: bool = False
+    # How the trained policy acts where the caller does not say (Policy.act(sample=None): crl
+    # eval, evaluation during training, policy_node's sample_actions=auto): true (the authors')
+    # samples N(mean, policy_std^2) and clips to the action bounds; false acts with the mean
+    eval_sample: bool = True
     augment: bool = True  # augment the images named by the agent's augment switches
     augment_prob: float = 0.5  # probability that a whole batch is augmented
     augment_shift: bool = True  # random shift (pad augment_pad, replicate, crop back)
@@ -135,10 +140,15 @@ class OfflineAgent(Agent):
             images = random_shift(images, cfg.augment_pad, sampler.generator)
         return images
 
-    def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False) -> torch.Tensor:
-        """Every agent has a `policy` (GaussianPolicy); the mean unless `sample`."""
+    def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+        """Every agent has a `policy` (GaussianPolicy); the mean unless `sample`, then
+        mean + policy_std * noise drawn from `generator` (on the agent's device; None: torch's)."""
         mean = self.policy(images_to_float(obs), images_to_float(goal))
-        return mean + self.config.policy_std * torch.randn_like(mean) if sample else mean
+        if not sample:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + self.config.policy_std * noise
 
     def optimizer_state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}
