@@ -157,6 +157,7 @@ class EnsembleLayerNorm(nn.Module):
         if kind not in ("authors", "torch"):
             raise ValueError(f"layer norm kind must be 'authors' or 'torch', got {kind!r}")
         self.dim, self.kind = dim, kind
+        self._unbiased_scale = 1.0 / math.sqrt(max(dim - 1, 1))  # ||x - mean|| -> unbiased std
         if kind == "torch":
             self.weight = nn.Parameter(torch.ones(ensemble_size, 1, dim))
         self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, dim))
@@ -164,9 +165,12 @@ class EnsembleLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         bias = self.bias.detach() if detach_params else self.bias
         if self.kind == "authors":
-            x = x.float()
-            std, mean = torch.std_mean(x, dim=-1, keepdim=True)  # unbiased (correction 1)
-            return torch.addcdiv(bias, x - mean, std + AUTHORS_LN_EPS)
+            # (x - mean) / (unbiased std + eps) + bias; a norm and a reciprocal are several times
+            # faster on CPU (forward and backward) than torch.std_mean and a division
+            centred = x.float()
+            centred = centred - centred.mean(-1, keepdim=True)
+            std = torch.linalg.vector_norm(centred, dim=-1, keepdim=True) * self._unbiased_scale
+            return torch.addcmul(bias, centred, (std + AUTHORS_LN_EPS).reciprocal())
         weight = self.weight.detach() if detach_params else self.weight
         return torch.addcmul(bias, F.layer_norm(x, (self.dim,)), weight)
 
