@@ -197,8 +197,8 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    from crl_ros.learning.agents import config_class, make_agent
-    from crl_ros.learning.config import config_from_dict, config_to_dict
+    from crl_ros.learning.agents import config_from_checkpoint, make_agent
+    from crl_ros.learning.config import config_to_dict
     from crl_ros.learning.sampler import Sampler
 
     out = Path(out_dir)
@@ -229,7 +229,7 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
         if algorithm and algorithm != checkpoint.meta.algorithm:
             raise TrainError(f"--resume: {out} trains {checkpoint.meta.algorithm}, not {algorithm}")
         algorithm = checkpoint.meta.algorithm
-        agent_config = config_from_dict(config_class(algorithm), checkpoint.meta.config)
+        agent_config = config_from_checkpoint(algorithm, checkpoint.meta.config)
     if config.amp_bf16 and hasattr(agent_config, "bf16"):
         agent_config = dataclasses.replace(agent_config, bf16=True)
     if checkpoint is not None and main:
@@ -240,7 +240,8 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     # Each process draws its own batches (process 0 keeps the single-process seed).
     sampler = Sampler(dataset, device, seed=config.seed + rank * 1_000_003,
                       action_mean=None if checkpoint is None else np.asarray(checkpoint.meta.action_mean),
-                      action_std=None if checkpoint is None else np.asarray(checkpoint.meta.action_std))
+                      action_std=None if checkpoint is None else np.asarray(checkpoint.meta.action_std),
+                      normalize_actions=agent_config.normalize_actions)
     agent = make_agent(algorithm, agent_config, image_shape=meta_ds.image_shape, action_dim=meta_ds.action_dim,
                        device=device)
     agent.to(device)
