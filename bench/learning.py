@@ -113,6 +113,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     suite = get_suite(args.env)
     base = profile["overrides"]
     args.base_overrides = list(getattr(suite, "TRAIN_OVERRIDES", []) if base is None else base)
+    args.base_overrides += list(getattr(suite, "DATA_OVERRIDES", []))  # e.g. WidowX: normalised actions
     if args.batch_size:
         args.base_overrides.append(f"batch_size={args.batch_size}")
     args.base_overrides += list(args.overrides)

@@ -73,3 +73,13 @@ def test_profiles_set_the_paper_scale():
     args = learning.parse_args(["--env", "widowx", "--profile", "paper"])
     assert args.steps == 300_000 and "batch_size=2048" in args.base_overrides
     assert args.methods == ["stable_crl", "crl_no_design", "gciql", "gcbc"] and args.seeds == [0, 1, 2]
+
+
+def test_widowx_profiles_train_on_normalised_actions_and_the_cpu_profile_is_fp32():
+    learning = _load("learning")
+    for profile in ("cpu", "paper"):
+        args = learning.parse_args(["--env", "widowx", "--profile", profile])
+        assert "normalize_actions=true" in args.base_overrides
+    cpu = learning.parse_args(["--env", "widowx", "--profile", "cpu"])
+    assert not any(o.startswith("bf16") for o in cpu.base_overrides)
+    assert "normalize_actions=true" not in learning.parse_args(["--env", "pointmass"]).base_overrides

@@ -27,6 +27,11 @@ TASKS = [task.name for task in TASK_LIST]
 DEFAULT_TASK = "pick_place_table"
 #: play data mixes every sub-skill in one randomised scene (see crl_ros.sim.scripted.PlayPolicy)
 play_tasks = [PLAY_TASK_NAME]
+#: agent-config overrides every training on this suite's data needs, whatever the profile:
+#: WidowX end-effector deltas (metres, radians) and the gripper (0/1) differ in scale by ~25x,
+#: so the policy std of 0.15 only means something per dimension on z-scored actions
+#: (docs/algorithm.md, "Raw or normalised actions")
+DATA_OVERRIDES = ["normalize_actions=true"]
 
 STATE_NAMES = [*kinematics.JOINT_NAMES, "ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper"]
 
