@@ -2,19 +2,20 @@
 far more often than a random policy, within a few CPU minutes.
 
 Config: the suite's small network (crl_ros.sim.pointmass.TRAIN_OVERRIDES: batch 128, MLP
-width 256, encoder channels 16/32/32; otherwise the paper's defaults, cold init and TD critic
+width 256, encoder channels 16/32/32, Xavier init of the policy's hidden layers; otherwise
+the authors' defaults, cold init, TD critic, raw actions and sampled evaluation actions
 included), 1000 play episodes, STEPS gradient steps on the CPU with ONE torch thread (on a
 2-core machine shared with other work, two OpenMP threads wait on each other and run ~20x
 slower; one thread takes ~0.17 s per step). Evaluation goals are the five fixed task goals,
 which no demonstration targets; starts are fixed by the evaluation seed.
 
 Why STEPS is 1800 (docs/results.md, "The point-mass learning test"): at the former 900 steps
-the TD critic had not yet carried reachability to the two far corners (reach_top_left and
-reach_top_right need a detour round a wall: 0% at 900 steps), so the mean sat at ~0.45 on
-the steep part of the learning curve, where an AVX2 CPU's float rounding gave 0.48 and an
-AVX-512 CPU's gave >= 0.5. At 1800 steps every task is learnt: mean 0.95 / 0.97 (training
-seed 0, evaluation seeds 123 / 7) and 0.88 / 0.95 (training seed 1), 20 episodes per task,
-so the thresholds below sit far from what is measured on any kernel path.
+the far corners (reach_top_left and reach_top_right need a detour round a wall) were at 0%,
+so the mean sat at ~0.45 on the steep part of the learning curve, where an AVX2 CPU's float
+rounding gave 0.48 and an AVX-512 CPU's gave >= 0.5. At 1800 steps every task is learnt:
+with this config 0.97 / 0.98 (training seed 0, evaluation seeds 123 / 7, 20 episodes per
+task), so the thresholds below sit far from what is measured on any kernel path. (With the
+authors' uniform +-1e-3 policy init the policy stayed at the mean action: 0% at 1800 steps.)
 """
 import time
 
