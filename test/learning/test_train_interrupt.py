@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from synthetic_data import synthetic_dataset
+from synthetic_data import write_tiny_dataset
 
 from crl_ros.learning import precision
 from crl_ros.learning.agents import default_config, make_agent
 from crl_ros.learning.checkpoint import MODEL_FILENAME, list_step_checkpoints, load_checkpoint
 from crl_ros.learning.config import apply_overrides
-from crl_ros.learning.dataset import DatasetMetadata, DatasetWriter
 from crl_ros.learning.policy import Policy
 from crl_ros.learning.trainer import TrainConfig, TrainInterrupted, train
 
@@ -26,14 +25,7 @@ TINY = ["hidden_width=32", "hidden_depth=2", "encoder_channels=[8,8,8]", "batch_
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    data = synthetic_dataset(episode_lengths=(12, 20, 9, 15), image_size=32, action_dim=2, seed=3)
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    meta = DatasetMetadata((32, 32, 3), 2, ["vx", "vy"], action_low=[-4.0, -4.0], action_high=[8.0, 8.0],
-                           provenance={"source": "test"})
-    with DatasetWriter(path, meta) as writer:
-        for i in range(data.num_episodes):
-            writer.add_episode(*data.episode(i))
-    return path
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny.h5")
 
 
 def _crl(*args):

@@ -3,12 +3,11 @@ import json
 
 import pytest
 import torch
-from synthetic_data import synthetic_dataset
+from synthetic_data import write_tiny_dataset
 
 from crl_ros.learning.agents import default_config
 from crl_ros.learning.checkpoint import list_step_checkpoints, load_checkpoint
 from crl_ros.learning.config import apply_overrides
-from crl_ros.learning.dataset import DatasetMetadata, DatasetWriter
 from crl_ros.learning.policy import Policy
 from crl_ros.learning.trainer import TrainConfig, TrainError, train
 
@@ -21,15 +20,7 @@ def tiny_config(algo):
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    """A small dataset file on disk, written with the public writer."""
-    data = synthetic_dataset(episode_lengths=(12, 20, 9, 15), image_size=32, action_dim=2, seed=3)
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    meta = DatasetMetadata((32, 32, 3), 2, ["vx", "vy"], action_low=[-4.0, -4.0], action_high=[8.0, 8.0],
-                           provenance={"source": "test"})
-    with DatasetWriter(path, meta) as writer:
-        for i in range(data.num_episodes):
-            writer.add_episode(*data.episode(i))
-    return path
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny.h5")
 
 
 def _run(data_file, out, algo="stable_crl", steps=6, resume=False, evaluator=None, **kw):
