@@ -62,8 +62,8 @@ PROFILES: dict[str, dict[str, object]] = {
     "pointmass": {"steps": 3000, "batch_size": None, "overrides": None,  # None: the suite's TRAIN_OVERRIDES
                   "eval_episodes": 20, "eval_seed": 0, "seeds": [0], "demo_episodes": 1000,
                   "methods": ["stable_crl", "gcbc", "gciql"]},
-    "cpu": {"steps": TRAIN_PROFILES["cpu"].steps, "batch_size": 128,
-            "overrides": [o for o in TRAIN_PROFILES["cpu"].overrides if not o.startswith("batch_size=")],
+    "cpu": {"steps": TRAIN_PROFILES["cpu"].steps, "batch_size": None,  # the profile's 128
+            "overrides": list(TRAIN_PROFILES["cpu"].overrides),
             "eval_episodes": 10, "eval_seed": 100, "seeds": [0, 1, 2], "demo_episodes": 300,
             "methods": list(METHODS)},
     "paper": {"steps": 300_000, "batch_size": 2048, "overrides": ["bf16=true"],

@@ -169,9 +169,7 @@ def main() -> None:
         # TF32 tensor cores for the fp32 runs (what a trainer on CUDA should use too).
         torch.set_float32_matmul_precision("high")
     profile = PROFILES[args.profile]
-    profile_batch = next((int(o.split("=")[1]) for o in profile.overrides if o.startswith("batch_size=")), None)
-    batch_size = args.batch_size or profile_batch or (2048 if device.type == "cuda" else 256)
-    profile_overrides = [o for o in profile.overrides if not o.startswith("batch_size=")]
+    batch_size = args.batch_size or profile.batch_size or (2048 if device.type == "cuda" else 256)
     steps = args.steps or (50 if device.type == "cuda" else 10)
     dataset = synthetic_dataset(args.frames, args.image_size, action_dim=7)
     sampler = Sampler(dataset, device, seed=0)
@@ -184,7 +182,7 @@ def main() -> None:
 
     for algo, threads, precision in itertools.product(args.algos, args.threads, args.precisions):
         torch.set_num_threads(threads)
-        cfg = apply_overrides(default_config(algo), [*profile_overrides, f"batch_size={batch_size}",
+        cfg = apply_overrides(default_config(algo), [*profile.overrides, f"batch_size={batch_size}",
                                                      f"bf16={precision == 'bf16'}", *args.overrides])
         agent = make_agent(algo, cfg, dataset.metadata.image_shape, 7, device)
         used = "bf16" if agent.uses_bf16 else "fp32"

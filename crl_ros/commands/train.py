@@ -60,11 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the batch size is the global one, split between them")
 
 
-#: TrainConfig fields that --resume takes from the run unless given again (argparse dest -> field)
-RESUMED_SETTINGS = {"steps": "steps", "seed": "seed", "device": "device", "log_every": "log_every",
-                    "checkpoint_every": "checkpoint_every", "checkpoint_minutes": "checkpoint_minutes",
-                    "keep_checkpoints": "keep_checkpoints", "eval_every": "eval_every",
-                    "model_dtype": "model_dtype"}
+#: TrainConfig fields (argparse dests of the same name) that --resume takes from the run unless given again
+RESUMED_SETTINGS = ("steps", "seed", "device", "log_every", "checkpoint_every", "checkpoint_minutes",
+                    "keep_checkpoints", "eval_every", "model_dtype")
 
 
 def make_sim_evaluator(env: str, episodes: int, seed: int = 0):
@@ -147,9 +145,9 @@ def _train(args: argparse.Namespace) -> int:
             saved = run_train_config(out)
         except CheckpointError as exc:
             return fail(str(exc))
-        for dest, field in RESUMED_SETTINGS.items():
-            if dest not in settings and field in saved:
-                settings[dest] = saved[field]
+        for name in RESUMED_SETTINGS:
+            if name not in settings and name in saved:
+                settings[name] = saved[name]
         found = list_step_checkpoints(out)
         if found and "steps" in settings and found[-1][0] >= settings["steps"]:
             print(f"crl train: the run in {out} is finished ({found[-1][0]} of {settings['steps']} steps); "
@@ -171,7 +169,7 @@ def _train(args: argparse.Namespace) -> int:
         explicit_size = args.profile is not None or sets_size(overrides) or sets_size(config_overrides)
         _hint_cpu_profile(args, profile, explicit_size, agent_config)
     try:
-        config = TrainConfig(**{RESUMED_SETTINGS[d]: v for d, v in settings.items()}, amp_bf16=args.bf16,
+        config = TrainConfig(**settings, amp_bf16=args.bf16,
                              compile=args.compile, progress=not args.no_progress)
         evaluator = make_sim_evaluator(args.eval_env, args.eval_episodes or 10) if args.eval_env else None
         result = train(data, args.algo, agent_config, config, out, resume=args.resume, force=args.force,

@@ -63,10 +63,6 @@ def load_deployable_state(agent, state: dict[str, torch.Tensor], path: Any) -> N
     """Load a full (step checkpoint) or deployable (model.pt: no target networks, maybe
     float16) state dict; every other mismatch is a `CheckpointError` naming the file."""
     prefixes = tuple(getattr(agent, "training_only_prefixes", ()))
-    bad_dtype = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
-                 and v.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64)]
-    if bad_dtype:
-        raise CheckpointError(f"{path}: weights {bad_dtype[:3]} have an unsupported dtype")
     try:
         missing, unexpected = agent.load_state_dict(state, strict=False)
     except RuntimeError as exc:

@@ -21,6 +21,12 @@ class Profile:
     overrides: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
 
+    @property
+    def batch_size(self) -> int | None:
+        """The batch size the profile sets (None: the agent's default)."""
+        sizes = [int(o.partition("=")[2]) for o in self.overrides if o.startswith("batch_size=")]
+        return sizes[-1] if sizes else None
+
 
 PROFILES: dict[str, Profile] = {
     "paper": Profile("paper", 300_000, (),

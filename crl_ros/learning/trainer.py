@@ -90,15 +90,15 @@ class _StopSignals:
         self._previous: dict[int, Any] = {}
         self._enabled = enabled and threading.current_thread() is threading.main_thread()
 
-    def __enter__(self) -> "_StopSignals":
+    def install(self) -> None:
         if self._enabled:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        self._previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
@@ -343,9 +343,9 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     t_saved = time.monotonic()
     t_first_steps: list[float] = []
     try:
-        stop.__enter__()
+        stop.install()
         while step < config.steps:
-            if _stop_agreed(stop.signum is not None):
+            if _stop_agreed(stop.signum is not None, step, device):
                 stopped_by = stop.signum or signal.SIGTERM
                 break
             batch = agent.make_batch(sampler, batch_size)
@@ -406,7 +406,7 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
         # the second signal hit inside a library call that wrapped it (e.g. torch.save's writer)
         stopped_by, saved_at_stop = stop.signum, None
     finally:
-        stop.__exit__()
+        stop.restore()
         bar.close()
         if main:
             writer.close()
@@ -422,12 +422,20 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
                        steps_per_second=(step - start_step) / max(elapsed, 1e-9), eval=last_eval)
 
 
-def _stop_agreed(requested: bool) -> bool:
-    """Every process stops at the same step: with several, the request is all-reduced (max)."""
+#: with several processes, how often (in steps) they agree whether a signal asked them to stop
+STOP_CHECK_EVERY = 10
+
+
+def _stop_agreed(requested: bool, step: int, device: torch.device) -> bool:
+    """Every process stops at the same step. Alone: the request itself, no cost. With several:
+    every STOP_CHECK_EVERY steps the request is all-reduced (max) on the training device (NCCL
+    reduces only CUDA tensors), so the host syncs once per STOP_CHECK_EVERY steps, not per step."""
     if not distributed.is_active():
         return requested
+    if step % STOP_CHECK_EVERY:
+        return False
     import torch.distributed as dist
-    flag = torch.tensor([1.0 if requested else 0.0])
+    flag = torch.tensor([1.0 if requested else 0.0], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 

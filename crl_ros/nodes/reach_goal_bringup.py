@@ -14,8 +14,9 @@ after the GIF was written; by then the still-moving arm could have left the goal
 later ``task_success: false`` turned a printed SUCCESS into exit code 1.)
 
 Callbacks run on one SingleThreadedExecutor thread, in arrival order (the simulator
-keeps its own thread for physics and rendering); the sim is seeded and the policy acts
-with its mean. Physics follows wall-clock time, so two runs of one seed can still
+keeps its own thread for physics and rendering); the sim is seeded, and the policy acts
+as policy_node's ``sample_actions`` says (``auto``: the model's setting; the bundled model
+acts with its mean). Physics follows wall-clock time, so two runs of one seed can still
 differ by a step or two.
 """
 from __future__ import annotations

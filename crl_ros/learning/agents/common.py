@@ -3,6 +3,7 @@ bf16 autocast and batch augmentation."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -112,13 +113,10 @@ class OfflineAgent(Agent):
         with record_function("optimizer_step"):
             self.optimizer.step()
 
-    @property
+    @functools.cached_property
     def uses_bf16(self) -> bool:
-        """bf16 autocast requested AND native on this device (decided once per device)."""
-        cached = getattr(self, "_bf16_for", None)
-        if cached is None or cached[0] != self.device:
-            self._bf16_for = (self.device, resolve_bf16(self.config.bf16, self.device)[0])
-        return self._bf16_for[1]
+        """bf16 autocast requested AND native on the agent's device (asked once)."""
+        return resolve_bf16(self.config.bf16, self.device)[0]
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.uses_bf16:
