@@ -43,6 +43,16 @@ class ScriptedActor:
     def __call__(self, obs: dict, goal_image: np.ndarray) -> np.ndarray:
         return self._policy.act(obs)
 
+    @property
+    def reports_done(self) -> bool:
+        """Whether this task's expert can say it has finished (the WidowX experts can)."""
+        return hasattr(self._policy, "done")
+
+    @property
+    def done(self) -> bool:
+        """Whether the expert has finished its skills (False for experts that cannot say)."""
+        return bool(getattr(self._policy, "done", False))
+
 
 class RandomActor:
     """Uniformly random actions within the env's bounds."""
@@ -58,24 +68,32 @@ class RandomActor:
         return self.rng.uniform(self._space.low, self._space.high).astype(np.float32)
 
 
+#: zero-motion steps a finished expert's demonstration keeps recording (`until_done`)
+DONE_HOLD_STEPS = 2
+
+
 def run_episode(env, actor: Actor, max_steps: int | None = None, record: bool = False,
-                seed: int | None = None, options: dict | None = None) -> dict[str, Any]:
+                seed: int | None = None, options: dict | None = None, until_done: bool = False) -> dict[str, Any]:
     """Run one episode; returns images [T+1, H, W, C], actions [T, A], success, steps and the goal image.
 
     ``success`` is True if the env reported success at any step (envs end on success).
-    With ``record`` the rendered frames are kept for a video under ``"frames"``.
+    With ``until_done`` and an actor whose ``reports_done`` is true (a WidowX scripted expert), the
+    episode goes on past success until the expert has finished its skills (e.g. returned the
+    arm to rest, as in the goal images), then records DONE_HOLD_STEPS more steps; it still
+    ends at ``max_steps``. With ``record`` the rendered frames are kept under ``"frames"``.
     """
     obs, info = env.reset(seed=seed, options=options)
     goal_image = info["goal_image"]
     if hasattr(actor, "reset"):
         actor.reset(env)
+    until_done = until_done and bool(getattr(actor, "reports_done", False))
     max_steps = int(max_steps or env.max_episode_steps)
     low, high = env.action_space.low, env.action_space.high
     images, actions = [obs["image"]], []
     frames = [env.render()] if record else None
     success = bool(info.get("success", False))
-    steps = 0
-    while not success and steps < max_steps:
+    steps, held = 0, 0
+    while (until_done or not success) and steps < max_steps:
         action = np.clip(np.asarray(actor(obs, goal_image), dtype=np.float32), low, high)
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
@@ -84,7 +102,11 @@ def run_episode(env, actor: Actor, max_steps: int | None = None, record: bool = 
         if record:
             frames.append(env.render())
         success = success or bool(info.get("success", False))
-        if terminated or truncated:
+        if until_done:
+            held += int(actor.done)
+            if held > DONE_HOLD_STEPS or truncated:
+                break
+        elif terminated or truncated:
             break
     result = {
         "images": np.stack(images).astype(np.uint8),
@@ -160,19 +182,22 @@ def _demo_episode(job: tuple) -> dict[str, Any]:
         _WORKER_ENVS[key] = suite.make_env(task, image_size=image_size)
     env = _WORKER_ENVS[key]
     actor = ScriptedActor(suite_name, seed=episode_seed(seed, index, 1), noise=noise)
-    ep = run_episode(env, actor, seed=episode_seed(seed, index, 0))
+    ep = run_episode(env, actor, seed=episode_seed(seed, index, 0), until_done=True)
     ep["task"] = task
     ep.pop("goal_image")
     return ep
 
 
 def demo_tasks(suite_name: str, task_or_play: str) -> list[str]:
-    """The tasks a demo run cycles through: ``"play"`` means the suite's ``play_tasks``."""
+    """The tasks a demo run cycles through: ``"play"`` means the suite's ``play_tasks``,
+    ``"all"`` every task of the suite in turn."""
     suite = get_suite(suite_name)
     if task_or_play == "play":
         return list(suite.play_tasks)
+    if task_or_play == "all":
+        return list(suite.TASKS)
     if task_or_play not in suite.TASKS and task_or_play not in suite.play_tasks:
-        raise ValueError(f"unknown {suite_name} task {task_or_play!r}; choose one of {list(suite.TASKS)} or play")
+        raise ValueError(f"unknown {suite_name} task {task_or_play!r}; choose one of {list(suite.TASKS)}, all or play")
     return [task_or_play]
 
 

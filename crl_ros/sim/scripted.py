@@ -140,7 +140,7 @@ def expert_skills(sim) -> list[Skill]:
     if name == "reach":
         return [move_to(goal.ee_xyz)]
     if name == "push_block":
-        return [push_block_to(goal.block_xy)]
+        return [push_block_to(goal.block_xy), return_to_start]
     if name in ("open_drawer", "close_drawer"):
         return [move_drawer_to(goal.drawer), return_to_start]
     if name == "pick_place_table":
@@ -158,9 +158,23 @@ def _block_in_front_of_drawer(sim) -> bool:
     return y > task_defs.BLOCK_CLEAR_OF_DRAWER_Y and x < model.DRAWER_FRONT_X
 
 
+#: probability that a play plan that changes the scene ends with the arm back at rest: goal
+#: images show the changed scene with the arm at rest (crl_ros.sim.tasks), so the data needs
+#: frames of that kind as future goals of the manipulation that led to them
+PLAY_RETURN_PROB = 0.5
+
+
 def feasible_play_plans(sim, rng: np.random.Generator) -> list[list[Skill]]:
-    """Skill sequences that make sense from the current state (their preconditions hold)."""
-    plans: list[list[Skill]] = [[move_to(rng.uniform([0.15, -0.12, 0.06], [0.40, 0.20, 0.17]))]]
+    """Skill sequences that make sense from the current state (their preconditions hold).
+    A plan that changes the scene ends with `return_to_start` with probability PLAY_RETURN_PROB."""
+    plans = _manipulation_plans(sim, rng)
+    if rng.random() < PLAY_RETURN_PROB:
+        plans = [plan + [return_to_start] for plan in plans]
+    return [[move_to(rng.uniform([0.15, -0.12, 0.06], [0.40, 0.20, 0.17]))]] + plans
+
+
+def _manipulation_plans(sim, rng: np.random.Generator) -> list[list[Skill]]:
+    plans: list[list[Skill]] = []
     block = sim.block_xy()
     drawer = sim.drawer_opening()
     if _block_in_front_of_drawer(sim):
@@ -199,6 +213,11 @@ class WaypointPolicy:
         self.next_plans = next_plans
         self.target_rotation = kinematics.rpy_to_matrix(*task_defs.TOP_DOWN_RPY)
         self.reset()
+
+    @property
+    def done(self) -> bool:
+        """True once a policy without ``next_plans`` has followed all its skills (it holds still)."""
+        return self.next_plans is None and not self._queue and not self._waypoints
 
     def reset(self) -> None:
         self._queue: list = list(self.initial_skills)

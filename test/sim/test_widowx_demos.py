@@ -54,3 +54,53 @@ def test_a_model_trained_on_play_data_runs_in_the_sim(play_data, tmp_path, capsy
     assert main(["eval", "--env", "widowx", "--task", "reach", "--model", str(run / "model.pt"),
                  "--episodes", "1", "--device", "cpu"]) == 0
     assert "reach" in capsys.readouterr().out
+
+
+def test_task_demos_go_on_until_the_arm_is_back_at_rest_as_in_the_goal_image():
+    """Goal images show the changed scene with the arm at rest: a demonstration that stopped
+    at the first success (arm still at the handle) would never show that frame as a goal."""
+    from crl_ros.sim import tasks, widowx
+    from crl_ros.sim.rollout import DONE_HOLD_STEPS, ScriptedActor, run_episode
+
+    env = widowx.make_env("open_drawer")
+    short = run_episode(env, ScriptedActor("widowx", seed=3), seed=11)
+    full = run_episode(env, ScriptedActor("widowx", seed=3), seed=11, until_done=True)
+    assert short["success"] and full["success"]
+    assert full["steps"] > short["steps"] + DONE_HOLD_STEPS
+    assert np.linalg.norm(env.sim.ee_pose()[:3, 3] - tasks.START_EE) < 0.03
+    assert env.sim.drawer_opening() > tasks.DRAWER_OPEN_ENOUGH  # and the drawer stays open
+    env.close()
+
+
+def test_demos_of_all_tasks_cycle_through_the_suite():
+    from crl_ros.sim import widowx
+    from crl_ros.sim.rollout import collect_demos, demo_tasks
+
+    assert demo_tasks("widowx", "all") == widowx.TASKS
+    episodes = list(collect_demos("widowx", "all", 3, seed=4))
+    assert [ep["task"] for ep in episodes] == widowx.TASKS[:3]
+    assert all(ep["success"] for ep in episodes)
+
+
+def test_pointmass_demos_still_end_at_success():
+    """Experts that cannot say they are done (point-mass) keep the old episode end."""
+    from crl_ros.sim import pointmass
+    from crl_ros.sim.rollout import ScriptedActor, run_episode
+
+    env = pointmass.make_env(pointmass.TASKS[0])
+    a = run_episode(env, ScriptedActor("pointmass", seed=1), seed=5)
+    b = run_episode(env, ScriptedActor("pointmass", seed=1), seed=5, until_done=True)
+    assert a["steps"] == b["steps"] and a["success"] == b["success"]
+    np.testing.assert_array_equal(a["actions"], b["actions"])
+
+
+def test_play_sometimes_returns_the_arm_to_rest_after_changing_the_scene():
+    from crl_ros.sim import scripted, widowx
+
+    env = widowx.make_env("play")
+    env.reset(seed=2)
+    rng = np.random.default_rng(0)
+    endings = [plan[-1] is scripted.return_to_start
+               for _ in range(40) for plan in scripted.feasible_play_plans(env.sim, rng)[1:]]
+    env.close()
+    assert 0.2 < np.mean(endings) < 0.8
