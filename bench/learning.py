@@ -64,6 +64,7 @@ PROFILES: dict[str, dict[str, object]] = {
                   "methods": ["stable_crl", "gcbc", "gciql"]},
     "cpu": {"steps": TRAIN_PROFILES["cpu"].steps, "batch_size": None,  # the profile's 128
             "overrides": list(TRAIN_PROFILES["cpu"].overrides),
+            "algo_overrides": dict(TRAIN_PROFILES["cpu"].algo_overrides),
             "eval_episodes": 10, "eval_seed": 100, "seeds": [0, 1, 2], "demo_episodes": 300,
             "methods": list(METHODS)},
     "paper": {"steps": 300_000, "batch_size": 2048, "overrides": ["bf16=true"],
@@ -117,6 +118,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.batch_size:
         args.base_overrides.append(f"batch_size={args.batch_size}")
     args.base_overrides += list(args.overrides)
+    args.algo_overrides = {algo: list(extra) for algo, extra in profile.get("algo_overrides", {}).items()}
     name = f"learning_{args.env}" + ("" if args.profile == "pointmass" else f"_{args.profile}")
     args.out = Path(args.out) if args.out else RESULTS / f"{name}.json"
     args.workdir = Path(args.workdir) if args.workdir else Path("runs") / f"bench_{name}"
@@ -130,7 +132,8 @@ def main(argv=None) -> dict:
         "env": args.env, "profile": args.profile, "steps": args.steps,
         "machine": machine(torch=torch.__version__, torch_threads=torch.get_num_threads(),
                            cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None),
-        "overrides": args.base_overrides, "methods": {m: METHODS[m] for m in args.methods}, "seeds": args.seeds,
+        "overrides": args.base_overrides, "algo_overrides": args.algo_overrides,
+        "methods": {m: METHODS[m] for m in args.methods}, "seeds": args.seeds,
         "eval": {"episodes_per_task": args.eval_episodes, "seed": args.eval_seed, "tasks": list(suite.TASKS),
                  "goals": "held out: evaluation seeds that the training data does not use"},
         "results": {},
@@ -174,7 +177,9 @@ def main(argv=None) -> dict:
             done = {r["seed"]: r for r in report["results"].get(method, {}).get("runs", [])}
             if seed in done:
                 continue
-            cfg = apply_overrides(default_config(algo), args.base_overrides + method_overrides)
+            # the profile's per-algorithm settings, then everything else (a --set still wins)
+            cfg = apply_overrides(apply_overrides(default_config(algo), args.algo_overrides.get(algo, [])),
+                                  args.base_overrides + method_overrides)
             config = TrainConfig(steps=args.steps, seed=seed, device=args.device, log_every=100,
                                  checkpoint_every=max(args.steps // 4, 1), progress=True, compile=args.compile)
             run_dir = args.workdir / f"{method}_seed{seed}"

@@ -182,7 +182,7 @@ def main() -> None:
 
     for algo, threads, precision in itertools.product(args.algos, args.threads, args.precisions):
         torch.set_num_threads(threads)
-        cfg = apply_overrides(default_config(algo), [*profile.overrides, f"batch_size={batch_size}",
+        cfg = apply_overrides(default_config(algo), [*profile.overrides_for(algo), f"batch_size={batch_size}",
                                                      f"bf16={precision == 'bf16'}", *args.overrides])
         agent = make_agent(algo, cfg, dataset.metadata.image_shape, 7, device)
         used = "bf16" if agent.uses_bf16 else "fp32"

@@ -159,7 +159,7 @@ def _train(args: argparse.Namespace) -> int:
         data = args.data
         try:
             profile = get_profile(args.profile or DEFAULT_PROFILE)
-            agent_config = apply_overrides(default_config(args.algo), list(profile.overrides))
+            agent_config = apply_overrides(default_config(args.algo), profile.overrides_for(args.algo))
             config_overrides = load_yaml_overrides(args.config) if args.config else {}
             agent_config = apply_overrides(agent_config, config_overrides)
             agent_config = apply_overrides(agent_config, overrides)

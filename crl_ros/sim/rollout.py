@@ -239,7 +239,9 @@ def write_demos(path: str | os.PathLike, suite_name: str, task_or_play: str, epi
         action_high=[float(x) for x in probe.action_space.high],
         control_rate_hz=float(probe.control_rate_hz),
         provenance={"source": "scripted demos", "env": suite_name, "task": task_or_play, "episodes": episodes,
-                    "seed": seed, "noise": noise, "image_size": image_size},
+                    "seed": seed, "noise": noise, "image_size": image_size,
+                    # task demos go on past success until the expert is done (run_episode's until_done)
+                    "episode_end": "when the expert is done (WidowX), else at the first success or the step limit"},
     )
     probe.close()
     stats = {"path": str(path), "episodes": episodes, "frames": 0, "successes": 0}

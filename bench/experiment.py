@@ -1,0 +1,87 @@
+"""One row of the experiment log (docs/results.md): train one configuration on WidowX data,
+then evaluate it on every task from evaluation seed 100 (never used in training), with
+sampled actions (the authors' evaluation) and with the policy mean.
+
+    python bench/experiment.py NAME --data data/a.h5 data/b.h5 [--algo stable_crl] [--steps 6000] \\
+        [--base cpu] [--set critic_loss=mc ...] [--seed 0] [--episodes 20]
+
+``--base cpu`` starts from `crl train --profile cpu`'s overrides (``--base none``: the agent's
+defaults) plus the WidowX suite's DATA_OVERRIDES; ``--set`` wins. The run goes to
+runs/experiments/NAME (an existing one is resumed up to ``--steps``, so a longer row can
+continue a shorter one), the row to bench/results/experiments/NAME.json with the machine,
+the full settings, train wall/CPU time, the last logged training scalars and per-task success.
+Set ``THREADS`` (default 1) for torch's thread count.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from crl_ros.learning.agents import default_config
+from crl_ros.learning.config import apply_overrides
+from crl_ros.learning.policy import Policy
+from crl_ros.learning.profiles import PROFILES
+from crl_ros.learning.trainer import TrainConfig, train
+from crl_ros.sim import widowx
+from crl_ros.sim.rollout import PolicyActor, evaluate, mean_success
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "experiments"
+EVAL_SEED = 100
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("name")
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--algo", default="stable_crl", choices=["stable_crl", "gcbc", "gciql"])
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--base", default="cpu", choices=[*PROFILES, "none"])
+    p.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per task")
+    p.add_argument("--mean-only", action="store_true", help="evaluate with the policy mean only")
+    p.add_argument("--workdir", default="runs/experiments")
+    args = p.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+    base = [] if args.base == "none" else PROFILES[args.base].overrides_for(args.algo)
+    overrides = base + list(widowx.DATA_OVERRIDES) + list(args.overrides)
+    cfg = apply_overrides(default_config(args.algo), overrides)
+    run = Path(args.workdir) / args.name
+    resume = (run / "checkpoints").exists()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    result = train(args.data, args.algo, None if resume else cfg,
+                   TrainConfig(steps=args.steps, seed=args.seed, device="cpu", log_every=100,
+                               checkpoint_every=1000, progress=False), run, resume=resume)
+    row = {"name": args.name, "algo": args.algo, "steps": args.steps, "seed": args.seed,
+           "data": [str(d) for d in args.data], "overrides": overrides, "resumed": resume,
+           "machine": machine(torch=torch.__version__, torch_threads=torch.get_num_threads()),
+           "train_wall_s": time.perf_counter() - start, "train_cpu_s": time.process_time() - start_cpu,
+           "steps_per_s": result.steps_per_second, "model": str(result.model_path),
+           "eval": {"seed": EVAL_SEED, "episodes_per_task": args.episodes}}
+    logged = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    train_lines = [line for line in logged if line.get("kind") == "train"]
+    row["final_scalars"] = {k: v for k, v in train_lines[-1].items() if isinstance(v, (int, float))} \
+        if train_lines else {}
+    for sample in ([False] if args.mean_only else [True, False]):
+        policy = Policy.load(result.model_path, device="cpu")
+        res = evaluate("widowx", "all", PolicyActor(policy, sample=sample), args.episodes, seed=EVAL_SEED)
+        key = "sampled" if sample else "mean"
+        row[key] = {"success": mean_success(res), "per_task": {t: r["success_rate"] for t, r in res.items()}}
+        print(args.name, key, f"{100 * row[key]['success']:.1f}%",
+              {t: round(100 * v) for t, v in row[key]["per_task"].items()}, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(row, indent=1))
+    return row
+
+
+if __name__ == "__main__":
+    main()
