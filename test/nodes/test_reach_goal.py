@@ -109,7 +109,8 @@ def test_demo_counts_the_episodes_verdicts(tmp_path):
     """Seed 100 is reached, seed 101 is not within 8 s: the demo says 1/2, writes both
     results, and exits 0 because it ran."""
     out_dir = tmp_path / "demo"
-    result = _crl("demo", "--episodes", "2", "--seed", "100", "--timeout", "8", "--out", str(out_dir), offset=67)
+    result = _crl("demo", "--task", "reach", "--episodes", "2", "--seed", "100", "--timeout", "8", "--out", str(out_dir),
+                  offset=67)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     verdicts = [line.split(":")[0] for line in result.stdout.splitlines() if line.startswith(("SUCCESS", "TIMEOUT"))]
@@ -117,6 +118,7 @@ def test_demo_counts_the_episodes_verdicts(tmp_path):
     report = json.loads((out_dir / "results.json").read_text())
     assert [e["verdict"] for e in report["episodes"]] == verdicts
     assert [e["seed"] for e in report["episodes"]] == [100, 101]
+    assert report["tasks"] == {"reach": {"reached": verdicts.count("SUCCESS"), "episodes": 2}}
     reached = verdicts.count("SUCCESS")
     assert f"demo: {reached}/2 episodes reached their goal image" in result.stdout
     assert verdicts[0] == "SUCCESS", out[-3000:]
