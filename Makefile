@@ -20,14 +20,16 @@ bench: setup
 	$(PY) bench/train_throughput.py
 	$(PY) bench/learning.py --env pointmass
 
-# The WidowX learning table (docs/results.md): CPU budget (2 cores), or the paper's scale (GPU).
+# The WidowX learning table (docs/results.md): the cpu profile (hours on 2 cores), or the paper's scale (GPU).
 # The data (about 4 minutes on 2 cores): every task's scripted demos, play, and extra reach demos.
 WIDOWX_DATA := data/widowx_tasks_1400.h5 data/widowx_play_rest_300.h5 data/widowx_reach_2000.h5
 data-widowx: $(WIDOWX_DATA)
 
 bench-widowx: setup $(WIDOWX_DATA)
-	$(PY) bench/learning.py --env widowx --profile cpu --data $(WIDOWX_DATA) --resume
-	$(PY) bench/learning_report.py bench/results/learning_widowx_cpu.json --chart docs/images/learning_widowx_cpu.png
+	$(PY) bench/learning.py --env widowx --profile cpu --data $(WIDOWX_DATA) --resume \
+		--out bench/results/learning_widowx_cpu_data2.json --workdir runs/bench_learning_widowx_cpu_data2
+	$(PY) bench/learning_report.py bench/results/learning_widowx_cpu_data2.json \
+		--chart docs/images/learning_widowx_cpu_data2.png
 
 data/widowx_tasks_1400.h5: | setup
 	$(VENV)/bin/crl demos --env widowx --task all --episodes 1400 --out $@ --seed 2 --workers 2

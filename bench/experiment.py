@@ -50,6 +50,7 @@ def main(argv=None) -> dict:
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per task")
     p.add_argument("--mean-only", action="store_true", help="evaluate with the policy mean only")
     p.add_argument("--workdir", default="runs/experiments")
+    p.add_argument("--out", default=None, help="row file (default bench/results/experiments/NAME.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     base = [] if args.base == "none" else PROFILES[args.base].overrides_for(args.algo)
@@ -78,8 +79,9 @@ def main(argv=None) -> dict:
         row[key] = {"success": mean_success(res), "per_task": {t: r["success_rate"] for t, r in res.items()}}
         print(args.name, key, f"{100 * row[key]['success']:.1f}%",
               {t: round(100 * v) for t, v in row[key]["per_task"].items()}, flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(row, indent=1))
+    out = Path(args.out) if args.out else RESULTS / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(row, indent=1))
     return row
 
 

@@ -9,8 +9,8 @@ interrupted benchmark keeps what it measured; ``--resume`` skips finished runs),
 machine and the exact settings. Trained models stay in ``--workdir``.
 
     python bench/learning.py --env pointmass                       # point-mass, CPU minutes
-    python bench/learning.py --env widowx --profile cpu \\
-        --data data/widowx_play_300.h5 data/widowx_reach_200.h5    # CPU budget, ~1.5 h on 2 cores
+    make data-widowx && python bench/learning.py --env widowx --profile cpu --data \\
+        data/widowx_tasks_1400.h5 data/widowx_play_rest_300.h5 data/widowx_reach_2000.h5   # CPU budget, hours
     python bench/learning.py --env widowx --profile paper          # 300k steps, batch 2048: GPU
     python bench/learning_report.py bench/results/learning_widowx_cpu.json   # docs/results.md + chart
 
@@ -18,7 +18,9 @@ Profiles (``--steps``, ``--batch-size``, ``--set`` override them):
 
 - ``pointmass``: the suite's small network, 3000 steps.
 - ``cpu``: ``crl train --profile cpu`` (batch 128, 256-wide MLPs, a half-width encoder,
-  fp32, 4000 steps): what a 2-core CPU trains 12 runs of in about an hour. NOT the paper's scale.
+  normalised actions, the MC critic for Stable CRL, fp32, 16000 steps), 20 evaluation
+  episodes per task: 5-40 CPU-minutes per run on a 2-core CPU, so 12 runs take hours
+  (``--steps 6000`` for docs/results.md's ranking). NOT the paper's scale.
 - ``paper``: the paper's network (1024-wide, 4-layer MLPs), batch 2048 for every method,
   300k steps, bf16 autocast where the GPU has it: one run is about an hour on one H100 at
   the 83 steps/s target.
@@ -65,7 +67,7 @@ PROFILES: dict[str, dict[str, object]] = {
     "cpu": {"steps": TRAIN_PROFILES["cpu"].steps, "batch_size": None,  # the profile's 128
             "overrides": list(TRAIN_PROFILES["cpu"].overrides),
             "algo_overrides": dict(TRAIN_PROFILES["cpu"].algo_overrides),
-            "eval_episodes": 10, "eval_seed": 100, "seeds": [0, 1, 2], "demo_episodes": 300,
+            "eval_episodes": 20, "eval_seed": 100, "seeds": [0, 1, 2], "demo_episodes": 300,
             "methods": list(METHODS)},
     "paper": {"steps": 300_000, "batch_size": 2048, "overrides": ["bf16=true"],
               "eval_episodes": 20, "eval_seed": 100, "seeds": [0, 1, 2], "demo_episodes": 3000,

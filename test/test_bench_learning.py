@@ -83,3 +83,25 @@ def test_widowx_profiles_train_on_normalised_actions_and_the_cpu_profile_is_fp32
     cpu = learning.parse_args(["--env", "widowx", "--profile", "cpu"])
     assert not any(o.startswith("bf16") for o in cpu.base_overrides)
     assert "normalize_actions=true" not in learning.parse_args(["--env", "pointmass"]).base_overrides
+
+
+def test_experiment_row_trains_evaluates_every_widowx_task_and_resumes_longer(tmp_path):
+    pytest.importorskip("mujoco")
+    from crl_ros.sim import widowx
+    from crl_ros.sim.rollout import write_demos
+
+    experiment = _load("experiment")
+    data = tmp_path / "d.h5"
+    write_demos(data, "widowx", "all", 7, seed=3)
+    argv = ["tiny", "--data", str(data), "--algo", "gcbc", "--steps", "3", "--episodes", "1", "--mean-only",
+            "--set", "batch_size=8", "hidden_width=16", "hidden_depth=2", "encoder_channels=[4,4,4]",
+            "--workdir", str(tmp_path / "runs"), "--out", str(tmp_path / "row.json")]
+    row = experiment.main(argv)
+    saved = json.loads((tmp_path / "row.json").read_text())
+    assert saved["mean"]["per_task"].keys() == set(widowx.TASKS) and "sampled" not in saved
+    assert saved["eval"] == {"seed": 100, "episodes_per_task": 1} and not saved["resumed"]
+    # the cpu profile's sizes, the suite's normalised actions, then --set (which wins)
+    assert saved["overrides"][:1] == ["batch_size=128"] and "normalize_actions=true" in saved["overrides"]
+    assert saved["overrides"][-1] == "encoder_channels=[4,4,4]" and row["steps"] == 3
+    longer = experiment.main([*argv[:6], "5", *argv[7:]])
+    assert longer["resumed"] and longer["steps"] == 5
