@@ -120,7 +120,7 @@ def test_help_shows_defaults_task_names_and_one_image_size_order():
     from crl_ros.sim.suites import task_names
     parsers = dict(_subcommand_parsers())
     helps = {" ".join(words): p.format_help() for words, p in parsers.items()}
-    assert "(default: 5.0)" in helps["convert"] and "(default: 0.5)" in helps["convert"]
+    assert "(default: 5.0)" in helps["convert"] and "(default: 1.0)" in helps["convert"]
     assert "(default: 0)" in helps["eval"] and "(default: demo_out)" in helps["demo"]
     assert "(default: 8)" in helps["analyze interpolate"]
     assert "(default: None)" not in "".join(helps.values())  # options without a default say nothing

@@ -23,29 +23,43 @@ atomic).
 """
 from __future__ import annotations
 
+import io
 import os
+import re
+import struct
 import sys
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from crl_ros.robot import camera
+from . import cdr
 from .reader import BagError, BagReader, header_stamp_ns
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 ACTION_TYPE = "std_msgs/msg/Float32MultiArray"
 JOINT_TYPE = "sensor_msgs/msg/JointState"
 # Topic names tried in order when none is given (relative names match any namespace).
-IMAGE_TOPIC_GUESSES = ("image_raw", "image_raw/compressed", "observation")
 ACTION_TOPIC_GUESSES = ("action",)
 JOINT_TOPIC_GUESSES = ("joint_states",)
 
 
+DEFAULT_MAX_GAP_S = 1.0
+GAP_POLICIES = ("error", "split")
+# The gripper column when a recording has no gripper joints and --no-gripper is given:
+# 1.0 = fully open (crl_ros's gripper convention, crl_ros.robot.actions).
+NO_GRIPPER_VALUE = 1.0
+# Name parts of camera topics that are not colour images.
+NON_COLOUR_WORDS = ("depth", "disparity", "infra", "ir", "confidence", "thermal", "points")
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
+
+
 @dataclass
 class ConvertOptions:
-    image_topic: str | None = None        # None: guess (image_raw, image_raw/compressed, observation)
+    image_topic: str | None = None        # None: the bag's one colour camera topic (see choose_image_topic)
     action_topic: str | None = None       # None: "action" if the bag has it, else FK from joints
     joint_topic: str | None = None        # None: "joint_states" if present
     rate_hz: float = 5.0
@@ -55,7 +69,12 @@ class ConvertOptions:
     # frames already at or below ``size`` (an ``observation`` topic, already cropped and
     # resized by camera_node or the simulator) are then only resized, not cropped again.
     crop_is_default: bool = False
-    max_gap_s: float = 0.5                # a longer silence in any used topic is an error
+    max_gap_s: float = DEFAULT_MAX_GAP_S  # a longer silence in a used topic is a gap
+    gap_policy: str = "split"             # "split": cut the episode at a gap; "error": refuse the bag
+    min_fragment_s: float = 1.0           # split: pieces shorter than this are dropped
+    joint_tolerance_s: float = 0.05       # joints published in several messages are combined within this
+    no_gripper: bool = False              # no gripper joints recorded: gripper column NO_GRIPPER_VALUE
+    fast_jpeg: bool = True                # decode JPEG at reduced DCT scale (camera.preprocess_compressed)
     rate_tolerance: float = 0.5           # action period may deviate this fraction from 1/rate_hz
     store_proprio: bool = True            # joint positions as /proprio when joints are recorded
     progress: bool = True
@@ -66,8 +85,17 @@ class ConvertOptions:
             raise ValueError(f"the control rate must be > 0 Hz, got {self.rate_hz}")
         if not self.max_gap_s > 0:
             raise ValueError(f"the longest gap must be > 0 s, got {self.max_gap_s}")
+        if self.gap_policy not in GAP_POLICIES:
+            raise ValueError(f"gap policy must be one of {GAP_POLICIES}, got {self.gap_policy!r}")
+        if not self.min_fragment_s >= 0:
+            raise ValueError(f"the shortest episode piece must be >= 0 s, got {self.min_fragment_s}")
         if len(self.size) != 2 or min(int(v) for v in self.size) < 1:
             raise ValueError(f"the image size must be two positive numbers (H, W), got {list(self.size)}")
+
+    def provenance(self) -> dict:
+        """Every option that shapes the dataset, for the dataset's provenance."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
+                if k not in ("progress", "overwrite")}
 
 
 @dataclass
@@ -81,6 +109,17 @@ class Episode:
     cropped: bool = True     # False: frames were already at the dataset size (default crop not applied)
     clipped_actions: int = 0
     notes: list[str] = field(default_factory=list)
+    image_topic: str = ""
+    joint_topic: str | None = None
+    action_topic: str | None = None
+    gaps: dict = field(default_factory=dict)   # topic -> {"longest_s", "over_max"}
+    piece: int = 0           # index of this piece of the bag (gap_policy split)
+    pieces: int = 1
+
+
+def _matches(topic: str, name: str) -> bool:
+    stripped = name.lstrip("/")
+    return topic.lstrip("/") == stripped or topic.endswith("/" + stripped)
 
 
 def _match_topic(available: dict, wanted: str | None, guesses: Sequence[str], types: Sequence[str],
@@ -88,9 +127,8 @@ def _match_topic(available: dict, wanted: str | None, guesses: Sequence[str], ty
     """Resolve a topic name: exact, or ending in '/<name>' (namespaced recordings)."""
     candidates = [wanted] if wanted else list(guesses)
     for name in candidates:
-        stripped = name.lstrip("/")
         for topic, info in available.items():
-            if topic.lstrip("/") == stripped or topic.endswith("/" + stripped):
+            if _matches(topic, name):
                 if info.msgtype not in types:
                     raise BagError(f"bag {bag}: {role} topic {topic} has type {info.msgtype}, expected one of {list(types)}")
                 if info.count == 0:
@@ -102,36 +140,87 @@ def _match_topic(available: dict, wanted: str | None, guesses: Sequence[str], ty
     return None
 
 
-def _check_stream(bag: BagReader, topic: str, times: np.ndarray, stamps: list[int | None],
-                  max_gap_s: float, t_from: int, t_to: int) -> None:
-    """Header stamps must not go backwards; within [t_from, t_to] no silence > max_gap_s."""
-    hs = np.array([s for s in stamps if s is not None and s > 0], dtype=np.int64)
-    if len(hs) > 1:
-        back = np.nonzero(np.diff(hs) < 0)[0]
-        if len(back):
-            i = int(back[0]) + 1
-            idx = [j for j, s in enumerate(stamps) if s is not None and s > 0][i]
-            raise BagError(f"bag {bag.path}: topic {topic}: header stamps go backwards at t={bag.seconds(times[idx]):.3f}s "
-                           f"(stamp {hs[i] / 1e9:.6f} after {hs[i - 1] / 1e9:.6f})")
-    if len(times) > 1 and np.any(np.diff(times) < 0):
-        i = int(np.nonzero(np.diff(times) < 0)[0][0]) + 1
-        raise BagError(f"bag {bag.path}: topic {topic}: receive times go backwards at t={bag.seconds(times[i]):.3f}s")
-    inside = times[(times >= t_from) & (times <= t_to)]
-    edges = np.concatenate([[t_from], inside, [t_to]])
-    gaps = np.diff(edges)
-    if len(gaps) and gaps.max() > max_gap_s * 1e9:
-        i = int(np.argmax(gaps))
-        raise BagError(f"bag {bag.path}: topic {topic}: gap of {gaps[i] / 1e9:.3f}s after t={bag.seconds(edges[i]):.3f}s "
-                       f"(max allowed {max_gap_s}s)")
+def image_topic_kind(bag: BagReader, topic: str, msgtype: str) -> tuple[str, str]:
+    """("colour" | "mono" | "depth" | "unusable", why) of a camera topic, from its name and
+    its first message (encoding, or the compressed image's format and pixel mode)."""
+    words = re.split(r"[/_.]", topic.lower())
+    named = [w for w in words if any(w == n or (len(n) > 2 and w.startswith(n)) for n in NON_COLOUR_WORDS)]
+    if named:
+        return "depth", f"name says {named[0]}"
+    try:
+        _, t, raw, _ = next(bag.raw_messages([topic]))
+    except StopIteration:
+        return "unusable", "no messages"
+    try:
+        if msgtype.endswith("CompressedImage"):
+            fields = cdr.compressed_image(raw)
+            fmt = fields.format.lower()
+            if "compresseddepth" in fmt.replace(" ", "") or any(e in fmt for e in ("16uc1", "32fc1", "mono16")):
+                return "depth", f"format {fields.format!r}"
+            from PIL import Image
+            with Image.open(io.BytesIO(fields.data)) as im:
+                mode = im.mode
+            if mode in camera.NON_COLOUR_MODES:
+                return "depth", f"{mode} pixels"
+            return ("mono", f"{mode} pixels") if mode in ("L", "1", "LA") else ("colour", f"{fields.format or mode}")
+        enc = cdr.image(raw).encoding.lower()
+    except Exception as exc:  # undecodable first frame
+        return "unusable", f"first frame unreadable ({type(exc).__name__}: {exc})"
+    if enc in COLOUR_ENCODINGS:
+        return "colour", enc
+    if enc == "mono8":
+        return "mono", enc
+    if enc in ("16uc1", "32fc1", "mono16", "16sc1"):
+        return "depth", f"encoding {enc}"
+    return "unusable", f"encoding {enc} has no decoder here (supported: {', '.join(camera.RAW_ENCODINGS)})"
 
 
-def _joint_positions(msg: Any, names: Sequence[str], bag: Path, topic: str, t: float) -> np.ndarray:
-    index = {n: i for i, n in enumerate(msg.name)}
-    missing = [n for n in names if n not in index]
-    if missing:
-        raise BagError(f"bag {bag}: topic {topic} at t={t:.3f}s lacks joints {missing} (has {list(msg.name)})")
-    pos = np.asarray(msg.position, dtype=np.float64)
-    return np.array([pos[index[n]] for n in names])
+def choose_image_topic(bag: BagReader, topics: dict, wanted: str | None) -> tuple[str, list[str]]:
+    """The camera topic to convert, and notes on the ones passed over.
+
+    ``wanted`` (--image-topic) is used as given. Otherwise only colour topics are
+    candidates (never depth, infrared, 16-bit or undecodable encodings; mono only when no
+    colour topic exists); a raw topic and its ``/compressed`` twin count as one camera (the
+    raw one is used); more than one camera left is resolved by the names image_raw,
+    observation, or stops with a message that lists them.
+    """
+    if wanted:
+        return _match_topic(topics, wanted, (), IMAGE_TYPES, bag.path, "image", True), []
+    images = {name: info for name, info in topics.items() if info.msgtype in IMAGE_TYPES and info.count > 0}
+    if not images:
+        raise BagError(f"bag {bag.path}: no camera topic (sensor_msgs/Image or CompressedImage with messages); "
+                       f"bag has {sorted(topics)}")
+    kinds = {name: image_topic_kind(bag, name, info.msgtype) for name, info in sorted(images.items())}
+    usable = [n for n, (k, _) in kinds.items() if k == "colour"] or [n for n, (k, _) in kinds.items() if k == "mono"]
+    described = ", ".join(f"{n} ({k}: {why})" for n, (k, why) in kinds.items())
+    if not usable:
+        raise BagError(f"bag {bag.path}: no colour camera topic among {described}; pass --image-topic to "
+                       "use one anyway")
+    cameras: dict[str, list[str]] = {}
+    for name in usable:
+        base = name[: -len("/compressed")] if name.endswith("/compressed") else name
+        cameras.setdefault(base, []).append(name)
+    for base in cameras:  # the raw topic (exact pixels) before its compressed twin
+        cameras[base].sort(key=lambda n: topics[n].msgtype.endswith("CompressedImage"))
+    chosen = None
+    if len(cameras) == 1:
+        chosen = next(iter(cameras))
+    else:
+        for guess in ("image_raw", "observation"):
+            hits = [b for b in cameras if _matches(b, guess)]
+            if len(hits) == 1:
+                chosen = hits[0]
+                break
+            if len(hits) > 1:
+                break
+    if chosen is None:
+        listing = ", ".join(sorted(n for names in cameras.values() for n in names))
+        raise BagError(f"bag {bag.path}: {len(cameras)} colour cameras ({listing}); pass --image-topic TOPIC "
+                       "to choose one (image_topic:= in train.launch.py)")
+    topic = cameras[chosen][0]
+    skipped = [f"{n} ({k}: {why})" for n, (k, why) in kinds.items() if n != topic]
+    notes = [f"camera topic {topic}; not used: {', '.join(skipped)}"] if skipped else []
+    return topic, notes
 
 
 def _interpolate(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -155,152 +244,374 @@ def ee_deltas_from_joints(q: np.ndarray, gripper: np.ndarray) -> np.ndarray:
     return actions
 
 
+class _JointAssembler:
+    """Joint states by joint name across the messages of one topic: drivers that publish the
+    arm and the gripper in separate messages (same topic, same time) convert like one
+    message. A sample is taken at each message once every arm joint has a value no older
+    than ``tolerance``; the gripper is the newest finger value within it (NaN if none)."""
+
+    def __init__(self, arm_names: Sequence[str], tolerance_ns: int):
+        self.arm = list(arm_names)
+        self.tol = tolerance_ns
+        self.latest: dict[str, tuple[int, float]] = {}
+        self.times: list[int] = []
+        self.q: list[np.ndarray] = []
+        self.grip: list[float] = []
+        self.seen: set[str] = set()
+        self.message_times: list[int] = []
+        self._stamps: dict[tuple[str, ...], int] = {}
+
+    def add(self, t: int, names: Sequence[str], position: np.ndarray, stamp: int | None,
+            bag: BagReader, topic: str) -> None:
+        if len(position) < len(names):
+            raise BagError(f"bag {bag.path}: topic {topic} at t={bag.seconds(t):.3f}s: {len(names)} joint names "
+                           f"but {len(position)} positions")
+        key = tuple(names)
+        if stamp:
+            last = self._stamps.get(key)
+            if last is not None and stamp < last:
+                raise BagError(f"bag {bag.path}: topic {topic}: header stamps go backwards at t={bag.seconds(t):.3f}s "
+                               f"(stamp {stamp / 1e9:.6f} after {last / 1e9:.6f})")
+            self._stamps[key] = stamp
+        self.message_times.append(t)
+        self.seen.update(names)
+        for name, value in zip(names, position):
+            self.latest[name] = (t, float(value))
+        fresh = [self.latest.get(n) for n in self.arm]
+        if any(v is None or t - v[0] > self.tol for v in fresh):
+            return
+        grip = np.nan
+        for finger, sign in (("left_finger", 1.0), ("right_finger", -1.0)):
+            v = self.latest.get(finger)
+            if v is not None and t - v[0] <= self.tol:
+                grip = sign * v[1]
+                break
+        q = np.array([v[1] for v in fresh])
+        if self.times and self.times[-1] == t:  # the second half of a split message at the same time
+            self.q[-1], self.grip[-1] = q, grip
+        else:
+            self.times.append(t)
+            self.q.append(q)
+            self.grip.append(grip)
+
+
+class _Gaps:
+    """Silences longer than max_gap in the used topics, over the span of the steps."""
+
+    def __init__(self, max_gap_ns: int):
+        self.max_gap = max_gap_ns
+        self.stats: dict[str, dict] = {}
+        self.intervals: list[tuple[int, int, str]] = []   # (after, before, topic): steps strictly between are bad
+
+    def add(self, topic: str, times: np.ndarray, t_from: int, t_to: int) -> None:
+        times = np.asarray(times, dtype=np.int64)
+        inside = times[(times >= t_from) & (times <= t_to)]
+        edges = np.concatenate([[t_from], inside, [t_to]])
+        gaps = np.diff(edges)
+        over = np.nonzero(gaps > self.max_gap)[0]
+        self.stats[topic] = {"longest_s": round(float(gaps.max()) / 1e9 if len(gaps) else 0.0, 3),
+                             "over_max": int(len(over))}
+        for i in over:
+            a, b = int(edges[i]), int(edges[i + 1])
+            if i == 0 and (not len(inside) or a < inside[0]):
+                a -= 1   # a leading silence: the first step itself has no data
+            if i == len(gaps) - 1 and (not len(inside) or b > inside[-1]):
+                b += 1   # a trailing silence: the last step has none either
+            self.intervals.append((a, b, topic))
+
+
 def convert_bag(path: str | os.PathLike, options: ConvertOptions,
                 on_frame: Callable[[int], None] | None = None) -> Episode:
-    """Convert one bag into one episode (in memory)."""
+    """Convert one bag into one episode (in memory). A bag that the gap policy splits into
+    several pieces is an error here; `convert_bag_pieces` returns every piece."""
+    pieces = convert_bag_pieces(path, options, on_frame)
+    if len(pieces) != 1:
+        raise BagError(f"bag {path}: split into {len(pieces)} episodes at camera/joint gaps; use convert_bag_pieces")
+    return pieces[0]
+
+
+def convert_bag_pieces(path: str | os.PathLike, options: ConvertOptions,
+                       on_frame: Callable[[int], None] | None = None) -> list[Episode]:
+    """Convert one bag into its episodes: one, or one per gap-free piece (gap_policy split).
+
+    One pass over the bag, in receive-time order: a step's frame is decoded when the step
+    is known (the newest frame at or before it), so memory holds one raw frame at a time.
+    """
     from crl_ros.robot import actions as action_conv
     from crl_ros.robot import kinematics
 
     opts = options
     with BagReader(path) as bag:
+        notes = list(bag.notes)
         topics = bag.topics()
-        image_topic = _match_topic(topics, opts.image_topic, IMAGE_TOPIC_GUESSES, IMAGE_TYPES, bag.path, "image", True)
+        image_topic, topic_notes = choose_image_topic(bag, topics, opts.image_topic)
+        notes += topic_notes
         action_topic = _match_topic(topics, opts.action_topic, ACTION_TOPIC_GUESSES, (ACTION_TYPE,), bag.path,
                                     "action", required=opts.action_topic is not None)
         joint_topic = _match_topic(topics, opts.joint_topic, JOINT_TOPIC_GUESSES, (JOINT_TYPE,), bag.path,
                                    "joint state", required=action_topic is None or opts.joint_topic is not None)
+        image_type = topics[image_topic].msgtype
+        period = int(round(1e9 / opts.rate_hz))
+        h, w = int(opts.size[0]), int(opts.size[1])
+        joints = _JointAssembler(kinematics.JOINT_NAMES, int(opts.joint_tolerance_s * 1e9))
+        decoder = _FrameDecoder(bag, image_topic, image_type, opts)
 
-        # Pass 1: everything except image payloads (times, stamps, actions, joints).
-        small = [t for t in (action_topic, joint_topic) if t]
-        img_times, img_stamps = [], []
-        act_times, act_values, act_stamps = [], [], []
-        joint_times, joint_q, joint_grip, joint_stamps = [], [], [], []
-        arm_names = list(kinematics.JOINT_NAMES)
-        for topic, t, raw, msgtype in bag.raw_messages([image_topic, *small]):
+        img_times: list[int] = []
+        last_stamp = None
+        last_image = None            # (index, t, raw bytes)
+        pending: deque = deque()     # step times waiting for their frame
+        step_times: list[int] = []
+        step_frames: list[int] = []  # index into decoder.frames
+        act_times: list[int] = []
+        act_values: list[np.ndarray] = []
+        early_actions = 0
+        next_grid = None             # FK mode: the next step time on the control-rate grid
+
+        def resolve(before: float) -> None:
+            while pending and pending[0] < before:
+                step_times.append(pending.popleft())
+                step_frames.append(decoder.frame(*last_image))
+                if on_frame:
+                    on_frame(1)
+
+        for topic, t, raw, msgtype in bag.raw_messages([image_topic, *(x for x in (action_topic, joint_topic) if x)]):
+            if next_grid is not None:
+                while next_grid < t:
+                    pending.append(next_grid)
+                    next_grid += period
+            resolve(t)
             if topic == image_topic:
+                stamp = _cdr_header_stamp(raw)
+                if stamp and last_stamp and stamp < last_stamp:
+                    raise BagError(f"bag {bag.path}: topic {topic}: header stamps go backwards at "
+                                   f"t={bag.seconds(t):.3f}s (stamp {stamp / 1e9:.6f} after {last_stamp / 1e9:.6f})")
+                last_stamp = stamp or last_stamp
+                last_image = (len(img_times), t, raw)
                 img_times.append(t)
-                # The header is at the start of the CDR; decoding the whole image here would
-                # cost a copy of every frame, so only the stamp is read.
-                img_stamps.append(_cdr_header_stamp(raw))
-                continue
-            msg = bag.deserialize(raw, msgtype, topic, t)
-            if topic == action_topic:
+            elif topic == action_topic:
+                msg = bag.deserialize(raw, msgtype, topic, t)
                 values = np.asarray(msg.data, dtype=np.float64)
                 if values.shape != (action_conv.ACTION_DIM,):
                     raise BagError(f"bag {bag.path}: topic {topic} at t={bag.seconds(t):.3f}s: action has "
                                    f"{values.size} values, expected {action_conv.ACTION_DIM} {action_conv.ACTION_NAMES}")
                 if not np.isfinite(values).all():
                     raise BagError(f"bag {bag.path}: topic {topic} at t={bag.seconds(t):.3f}s: action has NaN/inf")
+                if last_image is None:   # steps start once the first camera frame exists
+                    early_actions += 1
+                    continue
                 act_times.append(t)
                 act_values.append(values)
-                act_stamps.append(None)
+                pending.append(t)
             else:
-                joint_times.append(t)
-                joint_q.append(_joint_positions(msg, arm_names, bag.path, topic, bag.seconds(t)))
-                names = list(msg.name)
-                finger = msg.position[names.index("left_finger")] if "left_finger" in names else np.nan
-                joint_grip.append(finger)
-                joint_stamps.append(header_stamp_ns(msg))
+                try:
+                    fields = cdr.joint_state(raw)
+                    names, position, stamp = fields.names, fields.position, fields.stamp_ns
+                except (cdr.CdrLayoutError, struct.error, UnicodeDecodeError):
+                    msg = bag.deserialize(raw, msgtype, topic, t)
+                    names, position, stamp = list(msg.name), np.asarray(msg.position, np.float64), header_stamp_ns(msg)
+                joints.add(t, names, position, stamp, bag, topic)
+                if action_topic is None and next_grid is None and joints.times and img_times:
+                    next_grid = max(img_times[0], joints.times[0])
+        end = bag.end_ns
+        if next_grid is not None:
+            while next_grid <= end:
+                pending.append(next_grid)
+                next_grid += period
+        if last_image is not None:
+            resolve(float("inf"))
 
-        img_times = np.asarray(img_times, dtype=np.int64)
-        joint_times = np.asarray(joint_times, dtype=np.int64)
-        period = int(round(1e9 / opts.rate_hz))
-        notes: list[str] = []
-
+        if not img_times:
+            raise BagError(f"bag {bag.path}: topic {image_topic} has no messages")
+        img_times_a = np.asarray(img_times, dtype=np.int64)
+        if early_actions:
+            notes.append(f"{early_actions} action(s) before the first image skipped")
         if action_topic:
-            act_times = np.asarray(act_times, dtype=np.int64)
-            # Steps start once the first camera frame exists.
-            keep = act_times >= img_times[0]
-            if not keep.any():
+            if not act_times:
                 raise BagError(f"bag {bag.path}: every action on {action_topic} precedes the first image on {image_topic}")
-            dropped = int((~keep).sum())
-            if dropped:
-                notes.append(f"{dropped} action(s) before the first image skipped")
-            step_times = act_times[keep]
-            actions = np.asarray(act_values, dtype=np.float64)[keep]
-            _check_stream(bag, action_topic, act_times, act_stamps, opts.max_gap_s, int(step_times[0]), int(step_times[-1]))
-            if len(step_times) > 2:
-                mean_period = float(np.median(np.diff(step_times)))
+            steps = np.asarray(step_times, dtype=np.int64)
+            actions_all = np.asarray(act_values, dtype=np.float64)
+            if len(steps) > 2:
+                mean_period = float(np.median(np.diff(steps)))
                 if abs(mean_period - period) > opts.rate_tolerance * period:
                     raise BagError(f"bag {bag.path}: topic {action_topic} comes every {mean_period / 1e9:.3f}s but the "
                                    f"control rate is {opts.rate_hz} Hz; pass the bag's rate (--rate)")
             action_source = "topic"
         else:
-            t0 = max(int(img_times[0]), int(joint_times[0]))
-            t1 = min(int(img_times[-1]), int(joint_times[-1]))
-            if t1 <= t0:
+            if not joints.times:
+                _missing_joints(bag, joint_topic, joints)
+            t1 = min(int(img_times_a[-1]), int(joints.times[-1]))
+            steps_all = np.asarray(step_times, dtype=np.int64)
+            keep = steps_all <= t1
+            if len(steps_all) == 0 or keep.sum() < 2:
                 raise BagError(f"bag {bag.path}: {image_topic} and {joint_topic} do not overlap in time")
-            step_times = np.arange(t0, t1 + 1, period, dtype=np.int64)
-            actions = None
+            steps = steps_all[keep]
+            step_frames = step_frames[: len(steps)]
+            actions_all = None
             action_source = "fk"
+        if len(steps) < 2:
+            raise BagError(f"bag {bag.path}: only {len(steps)} step(s) at {opts.rate_hz} Hz; an episode needs 2")
 
-        t_from, t_to = int(step_times[0]), int(step_times[-1])
-        _check_stream(bag, image_topic, img_times, img_stamps, opts.max_gap_s, t_from, t_to)
+        # Joint states at the steps, and what the gripper column holds.
+        q_steps = grip01 = None
         if joint_topic:
-            _check_stream(bag, joint_topic, joint_times, joint_stamps, opts.max_gap_s, t_from, t_to)
-        if len(step_times) < 2:
-            raise BagError(f"bag {bag.path}: only {len(step_times)} step(s) at {opts.rate_hz} Hz; an episode needs 2")
-
-        proprio = None
-        if joint_topic:
-            q = np.asarray(joint_q)
-            jt = joint_times
-            if step_times[0] < jt[0]:
-                raise BagError(f"bag {bag.path}: topic {joint_topic}: no joint state before the first step "
-                               f"at t={bag.seconds(step_times[0]):.3f}s")
-            q_steps = _interpolate(jt, q, step_times)
-            grip = np.asarray(joint_grip, dtype=np.float64)
-            if np.isfinite(grip).all():
-                grip_steps = np.interp(step_times, jt, grip)
-                grip01 = np.clip((grip_steps - kinematics.FINGER_LIMITS[0]) /
+            if not joints.times:
+                _missing_joints(bag, joint_topic, joints)
+            jt = np.asarray(joints.times, dtype=np.int64)
+            q_all = np.asarray(joints.q)
+            grip_all = np.asarray(joints.grip, dtype=np.float64)
+            has_gripper = bool(np.isfinite(grip_all).any())
+            needs_gripper = action_source == "fk" or opts.store_proprio
+            if not has_gripper and needs_gripper and not opts.no_gripper:
+                raise BagError(
+                    f"bag {bag.path}: topic {joint_topic} has no gripper joint (left_finger or right_finger; "
+                    f"it has {sorted(joints.seen)}): the gripper's opening is unknown. Record the gripper joints, "
+                    f"or pass --no-gripper to convert with the gripper column fixed at {NO_GRIPPER_VALUE} (open)"
+                    + (" or --no-proprio" if action_source == "topic" else ""))
+            if has_gripper:
+                ok = np.isfinite(grip_all)
+                jt, q_all, grip_all = jt[ok], q_all[ok], grip_all[ok]
+            q_steps = _interpolate(jt, q_all, steps)
+            if has_gripper:
+                grip01 = np.clip((np.interp(steps, jt, grip_all) - kinematics.FINGER_LIMITS[0]) /
                                  (kinematics.FINGER_LIMITS[1] - kinematics.FINGER_LIMITS[0]), 0.0, 1.0)
             else:
-                grip01 = np.ones(len(step_times))
-            if opts.store_proprio:
-                proprio = np.concatenate([q_steps, grip01[:, None]], axis=1).astype(np.float32)
-            if actions is None:
-                actions = ee_deltas_from_joints(q_steps, grip01)
+                grip01 = np.full(len(steps), NO_GRIPPER_VALUE)
+                if needs_gripper:
+                    notes.append(f"no gripper joints in {joint_topic}: gripper column fixed at {NO_GRIPPER_VALUE} "
+                                 "(--no-gripper)")
+            joint_first = int(jt[0])
+        else:
+            joint_first = None
 
+        # Gaps: silences over max_gap in any used stream, over the steps' span.
+        t_from, t_to = int(steps[0]), int(steps[-1])
+        gaps = _Gaps(int(opts.max_gap_s * 1e9))
+        gaps.add(image_topic, img_times_a, t_from, t_to)
+        if joint_topic:
+            gaps.add(joint_topic, np.asarray(joints.times, np.int64), t_from, t_to)
+            if joint_first > t_from:  # steps before the first joint state cannot be interpolated
+                gaps.intervals.append((t_from - 1, joint_first, joint_topic))
+        if action_topic:
+            gaps.add(action_topic, steps, t_from, t_to)
+        bad = sorted(gaps.intervals)
+        if bad and opts.gap_policy == "error":
+            a, b, topic = bad[0]
+            if topic == joint_topic and b == joint_first and a == t_from - 1 and (b - t_from) <= gaps.max_gap:
+                raise BagError(f"bag {bag.path}: topic {joint_topic}: no joint state before the first step "
+                               f"at t={bag.seconds(t_from):.3f}s")
+            raise BagError(f"bag {bag.path}: topic {topic}: gap of {(b - a) / 1e9:.3f}s after "
+                           f"t={bag.seconds(max(a, t_from)):.3f}s (max allowed {opts.max_gap_s}s); pass a longer "
+                           "--max-gap, or --gap-policy split to cut the episode at gaps")
+        piece_of = np.zeros(len(steps), dtype=np.int64)
+        dropped = np.zeros(len(steps), dtype=bool)
+        for a, b, _ in bad:
+            dropped |= (steps > a) & (steps < b)
+            piece_of += steps >= b
         low = np.asarray(action_conv.ACTION_LOW, dtype=np.float64)
         high = np.asarray(action_conv.ACTION_HIGH, dtype=np.float64)
-        outside = ((actions[:-1] < low - 1e-6) | (actions[:-1] > high + 1e-6)).any(axis=1)
-        clipped = int(outside.sum())
-        if clipped:
-            notes.append(f"{clipped} action(s) outside the per-step bounds were clipped")
-        actions = np.clip(actions, low, high)
-
-        # Pass 2: decode only the frames the steps use (newest image at or before each step).
-        frame_index = np.searchsorted(img_times, step_times, side="right") - 1
-        if frame_index[0] < 0:
-            raise BagError(f"bag {bag.path}: topic {image_topic}: no image before the first step at "
-                           f"t={bag.seconds(step_times[0]):.3f}s")
-        needed: dict[int, list[int]] = {}
-        for step, i in enumerate(frame_index):
-            needed.setdefault(int(i), []).append(step)
-        h, w = int(opts.size[0]), int(opts.size[1])
-        images = np.zeros((len(step_times), h, w, 3), dtype=np.uint8)
-        crop, frame_size = opts.crop, (0, 0)
-        i = -1
-        for topic, t, raw, msgtype in bag.raw_messages([image_topic]):
-            i += 1
-            if i not in needed:
+        min_steps = max(2, int(np.ceil(opts.min_fragment_s * opts.rate_hz - 1e-9)))
+        frames = decoder.frames
+        episodes: list[Episode] = []
+        short = 0
+        for piece in np.unique(piece_of[~dropped]):
+            idx = np.nonzero((piece_of == piece) & ~dropped)[0]
+            if len(idx) < min_steps:
+                short += 1
                 continue
-            frame = _decode_image(bag, bag.deserialize(raw, msgtype, topic, t), msgtype, topic, t)
-            if frame_size == (0, 0):
-                frame_size = frame.shape[:2]
-                if opts.crop_is_default and frame_size[0] <= h and frame_size[1] <= w:
-                    crop = None
-            try:
-                obs = camera.preprocess_image(frame, crop, (h, w))
-            except ValueError as exc:
-                raise BagError(f"bag {bag.path}: topic {topic} at t={bag.seconds(t):.3f}s: {exc}") from exc
-            for step in needed[i]:
-                images[step] = obs
-            if on_frame:
-                on_frame(len(needed[i]))
-        return Episode(images=images, actions=actions.astype(np.float32), proprio=proprio,
-                       source=str(bag.path), action_source=action_source, frame_size=tuple(frame_size),
-                       cropped=crop is not None, clipped_actions=clipped, notes=notes)
+            if action_source == "topic":
+                acts = actions_all[idx].copy()
+            else:
+                acts = ee_deltas_from_joints(q_steps[idx], grip01[idx])
+            outside = ((acts[:-1] < low - 1e-6) | (acts[:-1] > high + 1e-6)).any(axis=1)
+            clipped = int(outside.sum())
+            proprio = None
+            if q_steps is not None and opts.store_proprio:
+                proprio = np.concatenate([q_steps[idx], grip01[idx, None]], axis=1).astype(np.float32)
+            images = np.stack([frames[step_frames[i]] for i in idx])
+            episodes.append(Episode(images=images, actions=np.clip(acts, low, high).astype(np.float32),
+                                    proprio=proprio, source=str(bag.path), action_source=action_source,
+                                    frame_size=decoder.frame_size, cropped=decoder.cropped, clipped_actions=clipped,
+                                    notes=[], image_topic=image_topic, joint_topic=joint_topic,
+                                    action_topic=action_topic, gaps=gaps.stats))
+        if bad:
+            notes.append(f"split at {len(bad)} gap(s) over {opts.max_gap_s}s ("
+                         + ", ".join(f"{topic} {(b - a) / 1e9:.2f}s after t={bag.seconds(max(a, t_from)):.2f}s"
+                                     for a, b, topic in bad[:4]) + (" ..." if len(bad) > 4 else "")
+                         + f"): {len(episodes)} episode(s), {int(dropped.sum())} step(s) inside gaps dropped"
+                         + (f", {short} piece(s) shorter than {opts.min_fragment_s}s dropped" if short else ""))
+        if not episodes:
+            raise BagError(f"bag {bag.path}: no piece of at least {opts.min_fragment_s}s ({min_steps} steps) between "
+                           f"gaps over {opts.max_gap_s}s ({', '.join(t for _, _, t in bad[:3])}); pass a longer "
+                           "--max-gap or a shorter --min-fragment")
+        for k, e in enumerate(episodes):
+            e.piece, e.pieces = k, len(episodes)
+            if e.clipped_actions:
+                notes.append(f"{e.clipped_actions} action(s) outside the per-step bounds were clipped")
+        episodes[0].notes = notes
+        return episodes
+
+
+def _missing_joints(bag: BagReader, topic: str, joints: _JointAssembler) -> None:
+    missing = [n for n in joints.arm if n not in joints.seen]
+    if missing:
+        raise BagError(f"bag {bag.path}: topic {topic} lacks joints {missing} (has {sorted(joints.seen)})")
+    raise BagError(f"bag {bag.path}: topic {topic}: the arm joints never all come within "
+                   f"{joints.tol / 1e9:.3f}s of each other (split publishers out of step?)")
+
+
+class _FrameDecoder:
+    """Camera messages -> dataset frames, each distinct message decoded once."""
+
+    def __init__(self, bag: BagReader, topic: str, msgtype: str, opts: ConvertOptions):
+        self.bag, self.topic, self.opts = bag, topic, opts
+        self.compressed = msgtype.endswith("CompressedImage")
+        self.msgtype = msgtype
+        self.size = (int(opts.size[0]), int(opts.size[1]))
+        self.frames: list[np.ndarray] = []
+        self._last_index = -1
+        self.frame_size: tuple[int, int] = (0, 0)
+        self.crop = opts.crop
+        self.cropped = opts.crop is not None
+
+    def frame(self, index: int, t: int, raw) -> int:
+        if index == self._last_index:
+            return len(self.frames) - 1
+        bag = self.bag
+        try:
+            if self.compressed:
+                try:
+                    f = cdr.compressed_image(raw)
+                    data, fmt = f.data, f.format
+                except (cdr.CdrLayoutError, struct.error):
+                    msg = bag.deserialize(raw, self.msgtype, self.topic, t)
+                    data, fmt = msg.data, msg.format
+                if self.frame_size == (0, 0):
+                    _, self.frame_size = camera.preprocess_compressed(data, fmt, None, self.size, fast=False)
+                    self._settle_crop()
+                obs, _ = camera.preprocess_compressed(data, fmt, self.crop, self.size, fast=self.opts.fast_jpeg)
+            else:
+                try:
+                    f = cdr.image(raw)
+                    fields = (f.data, f.width, f.height, f.step, f.encoding)
+                except (cdr.CdrLayoutError, struct.error):
+                    msg = bag.deserialize(raw, self.msgtype, self.topic, t)
+                    fields = (msg.data, msg.width, msg.height, msg.step, msg.encoding)
+                frame = camera.decode_raw(*fields)
+                if self.frame_size == (0, 0):
+                    self.frame_size = frame.shape[:2]
+                    self._settle_crop()
+                obs = camera.preprocess_image(frame, self.crop, self.size)
+        except ValueError as exc:
+            raise BagError(f"bag {bag.path}: topic {self.topic} at t={bag.seconds(t):.3f}s: {exc}") from exc
+        self.frames.append(obs)
+        self._last_index = index
+        return len(self.frames) - 1
+
+    def _settle_crop(self) -> None:
+        h, w = self.frame_size
+        if self.opts.crop_is_default and h <= self.size[0] and w <= self.size[1]:
+            self.crop = None
+            self.cropped = False
 
 
 def _cdr_header_stamp(raw: bytes) -> int | None:
@@ -312,15 +623,6 @@ def _cdr_header_stamp(raw: bytes) -> int | None:
     sec = int.from_bytes(raw[4:8], "little" if little else "big", signed=True)
     nsec = int.from_bytes(raw[8:12], "little" if little else "big")
     return sec * 1_000_000_000 + nsec
-
-
-def _decode_image(bag: BagReader, msg: Any, msgtype: str, topic: str, t: int) -> np.ndarray:
-    try:
-        if msgtype.endswith("CompressedImage"):
-            return camera.decode_compressed(msg.data, msg.format)
-        return camera.decode_raw(msg.data, msg.width, msg.height, msg.step, msg.encoding)
-    except ValueError as exc:
-        raise BagError(f"bag {bag.path}: topic {topic} at t={bag.seconds(t):.3f}s: {exc}") from exc
 
 
 def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -348,7 +650,7 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
     episodes: list[Episode] = []
     try:
         for b in bags:
-            episodes.append(convert_bag(b, opts, on_frame=bar.frames))
+            episodes.extend(convert_bag_pieces(b, opts, on_frame=bar.frames))
             bar.bag_done(Path(b).name)
     finally:
         bar.close()
@@ -361,6 +663,14 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
             f"size {opts.size[0]}x{opts.size[1]} (an observation topic): camera_node's crop {tuple(opts.crop)} "
             "is for raw camera frames and was not applied to them (pass --crop to force one)")
     crop_used = list(opts.crop) if opts.crop and len(uncropped) < len(episodes) else None
+    per_bag: dict[str, dict] = {}
+    for e in episodes:
+        entry = per_bag.setdefault(e.source, {"image_topic": e.image_topic, "joint_topic": e.joint_topic,
+                                              "action_topic": e.action_topic, "action_source": e.action_source,
+                                              "episodes": 0, "steps": 0, "gaps": e.gaps})
+        entry["episodes"] += 1
+        entry["steps"] += len(e.images)
+    image_topics = sorted({e.image_topic for e in episodes})
     meta = DatasetMetadata(
         image_shape=(int(opts.size[0]), int(opts.size[1]), 3),
         action_dim=action_conv.ACTION_DIM,
@@ -368,10 +678,15 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
         action_low=[float(x) for x in action_conv.ACTION_LOW],
         action_high=[float(x) for x in action_conv.ACTION_HIGH],
         control_rate_hz=float(opts.rate_hz),
-        provenance={"source": "crl convert", "bags": [e.source for e in episodes],
+        provenance={"source": "crl convert", "bags": sorted(per_bag),
                     "action_source": sorted({e.action_source for e in episodes}),
                     "crop": crop_used, "size": list(opts.size),
-                    "image_topic": opts.image_topic, "action_topic": opts.action_topic},
+                    "image_topic": image_topics[0] if len(image_topics) == 1 else image_topics,
+                    "action_topic": sorted({str(e.action_topic) for e in episodes if e.action_topic}) or None,
+                    "joint_topic": sorted({str(e.joint_topic) for e in episodes if e.joint_topic}) or None,
+                    "gripper": (f"none: fixed at {NO_GRIPPER_VALUE} (--no-gripper)" if opts.no_gripper
+                                else "joint_states fingers"),
+                    "options": opts.provenance(), "per_bag": per_bag},
     )
     proprio_dim = episodes[0].proprio.shape[1] if use_proprio else None
     with DatasetWriter(out, meta, proprio_dim=proprio_dim, overwrite=opts.overwrite) as writer:
@@ -379,7 +694,21 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
             writer.add_episode(e.images, e.actions, e.proprio if use_proprio else None)
             for note in e.notes:
                 log(f"{e.source}: {note}")
+    log(gap_summary(per_bag, opts.max_gap_s))
     return out
+
+
+def gap_summary(per_bag: dict, max_gap_s: float) -> str:
+    """One line per used topic: the longest silence over all bags and how many went over max-gap."""
+    longest: dict[str, float] = {}
+    over: dict[str, int] = {}
+    for entry in per_bag.values():
+        for topic, st in entry["gaps"].items():
+            longest[topic] = max(longest.get(topic, 0.0), st["longest_s"])
+            over[topic] = over.get(topic, 0) + st["over_max"]
+    n_eps = sum(e["episodes"] for e in per_bag.values())
+    parts = [f"{t}: longest gap {longest[t]:.3f}s, {over[t]} over {max_gap_s}s" for t in sorted(longest)]
+    return f"gaps in {len(per_bag)} bag(s) -> {n_eps} episode(s): " + "; ".join(parts)
 
 
 class _progress:

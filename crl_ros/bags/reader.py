@@ -30,10 +30,16 @@ class BagReader:
         from rosbags.rosbag2 import Reader
 
         self.path = Path(path)
+        self.notes: list[str] = []
+        self._reader = None
         if not self.path.exists():
             raise BagError(f"bag {self.path} does not exist")
+        storage = resolve_storage(self.path)
+        if storage != self.path:
+            self.notes.append(f"{self.path} has no metadata.yaml (a recording that was killed?); read "
+                              f"{storage.name} inside it directly (mcap files describe their own topics and types)")
         try:
-            self._reader = Reader(self.path)
+            self._reader = Reader(storage)
             self._reader.open()
         except Exception as exc:  # rosbags raises ReaderError, yaml, sqlite3, struct errors ...
             raise BagError(f"bag {self.path} cannot be opened (corrupt or truncated?): {exc}") from exc
@@ -102,6 +108,42 @@ class BagReader:
     def seconds(self, t_ns: int) -> float:
         """Seconds since the bag's first message (for error messages)."""
         return (int(t_ns) - self.start_ns) / 1e9
+
+
+BAG_FILE_SUFFIXES = (".mcap", ".db3")
+
+
+def resolve_storage(path: Path) -> Path:
+    """What to open for ``path``: a rosbag2 folder (with metadata.yaml), a .mcap or .db3 file,
+    or the one .mcap inside a folder whose metadata.yaml is gone. Anything else is a BagError
+    that says what was expected."""
+    if path.is_file():
+        if path.suffix not in BAG_FILE_SUFFIXES:
+            raise BagError(f"{path} is not a bag: expected a rosbag2 folder (with metadata.yaml), "
+                           f"a .mcap or a .db3 file")
+        return path
+    if (path / "metadata.yaml").exists():
+        return path
+    entries = sorted(path.iterdir())
+    files = [e for e in entries if e.is_file() and e.suffix in BAG_FILE_SUFFIXES]
+    mcaps = [e for e in files if e.suffix == ".mcap"]
+    if len(mcaps) == 1:
+        return mcaps[0]
+    sub_bags = [e for e in entries if e.is_dir() and ((e / "metadata.yaml").exists() or
+                                                      any(f.suffix in BAG_FILE_SUFFIXES for f in e.iterdir()))]
+    if sub_bags:
+        names = ", ".join(e.name for e in sub_bags[:5]) + (" ..." if len(sub_bags) > 5 else "")
+        raise BagError(f"{path} is a folder of {len(sub_bags)} bag(s) ({names}), not a bag: pass each one, "
+                       f"e.g. {path}/*/")
+    if len(mcaps) > 1:
+        raise BagError(f"bag {path} has no metadata.yaml and holds {len(mcaps)} .mcap files "
+                       f"({', '.join(e.name for e in mcaps)}); pass the .mcap file(s) to convert, one episode each")
+    if files:  # .db3 without metadata.yaml
+        raise BagError(f"bag {path} has no metadata.yaml; its {files[0].name} can be passed directly "
+                       f"(or restore metadata.yaml with `ros2 bag reindex {path}`)")
+    listing = ", ".join(e.name for e in entries[:8]) + (" ..." if len(entries) > 8 else "") if entries else "nothing"
+    raise BagError(f"{path} is not a bag: expected a rosbag2 folder (with metadata.yaml), a .mcap or a .db3 file; "
+                   f"it holds {listing}. To convert every bag in a folder of bags, pass bags/*/")
 
 
 def header_stamp_ns(msg: Any) -> int | None:

@@ -69,18 +69,40 @@ def encode_raw(image: np.ndarray) -> tuple[bytes, int, int, int, str]:
     return image.tobytes(), w, h, w * 3, "rgb8"
 
 
-def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "") -> np.ndarray:
+# Pillow modes of images that are not camera colour: 16-bit / 32-bit integer and float
+# (depth maps, e.g. RealSense aligned_depth_to_color as 16-bit PNG).
+NON_COLOUR_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "",
+                      scale: int = 1) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage (JPEG or PNG) to RGB uint8 [H, W, 3].
 
     ``fmt`` is the message's format field ("jpeg", "png", "bgr8; jpeg compressed bgr8", ...);
     the file itself says how it is coded, so it is only used in error messages.
+    ``scale`` 2, 4 or 8 decodes a JPEG at 1/scale of its size in the DCT (libjpeg's scaled
+    decoding: several times faster, an 8x8-block average in place of full pixels); other
+    formats ignore it. A depth map (16-bit or float PNG, ``compressedDepth``) is refused: it
+    is not a colour image.
     """
     from PIL import Image, UnidentifiedImageError
 
+    if "compresseddepth" in str(fmt).lower().replace(" ", ""):
+        raise ValueError(f"compressed image format {fmt!r} is a depth map, not a colour image")
     try:
-        with Image.open(io.BytesIO(bytes(data))) as im:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode in NON_COLOUR_MODES:
+                raise ValueError(f"{im.format} image of mode {im.mode} (16-bit or float: a depth map?) "
+                                 "is not a colour image")
+            if scale > 1 and im.format == "JPEG":
+                w, h = im.size
+                im.draft("RGB", (-(-w // scale), -(-h // scale)))
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"cannot decode compressed image (format {fmt!r}, {len(data)} bytes): {exc}") from exc
+    except ValueError as exc:
+        if "colour image" in str(exc):
+            raise
         raise ValueError(f"cannot decode compressed image (format {fmt!r}, {len(data)} bytes): {exc}") from exc
 
 
@@ -213,6 +235,56 @@ def preprocess_image(image: np.ndarray, crop: Sequence[int] | None = None,
         # and flip the channels of the small result (same numbers, no full-frame copy).
         return np.ascontiguousarray(resize(image[:, :, ::-1], size)[:, :, ::-1])
     return resize(image, size)
+
+
+def jpeg_scale(width: int, height: int, crop: Sequence[int] | None, size: Sequence[int]) -> int:
+    """The DCT scale (8, 4, 2 or 1) a JPEG of ``width`` x ``height`` can be decoded at for
+    `preprocess_compressed`: the largest that keeps the crop on whole pixels of the scaled
+    image and at least 2 scaled pixels per output pixel in each direction."""
+    box = normalize_crop(crop, width, height) or (0, 0, width, height)
+    for s in (8, 4, 2):
+        if width % s or height % s or any(v % s for v in box):
+            continue
+        if (box[2] - box[0]) // s >= 2 * int(size[1]) and (box[3] - box[1]) // s >= 2 * int(size[0]):
+            return s
+    return 1
+
+
+def preprocess_compressed(data: bytes | bytearray | memoryview, fmt: str = "", crop: Sequence[int] | None = None,
+                          size: Sequence[int] = (48, 48), fast: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
+    """A CompressedImage straight to a policy observation: (uint8 RGB [H, W, 3], the
+    frame's (height, width)).
+
+    ``fast`` decodes a JPEG at the reduced scale `jpeg_scale` picks (libjpeg's DCT scaling,
+    several times faster than a full decode), with the crop scaled alike, then resizes as
+    `preprocess_image` does. The DCT-scaled pixels are 2x2..8x8 block averages of the full
+    frame, so the observation differs from the full-decode path by JPEG-error amounts
+    (bench/convert_speed.py measures it); ``fast=False`` is exactly ``preprocess_image``
+    of the full decode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if "compresseddepth" in str(fmt).lower().replace(" ", ""):
+        raise ValueError(f"compressed image format {fmt!r} is a depth map, not a colour image")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode in NON_COLOUR_MODES:
+                raise ValueError(f"{im.format} image of mode {im.mode} (16-bit or float: a depth map?) "
+                                 "is not a colour image")
+            width, height = im.size
+            scale = jpeg_scale(width, height, crop, size) if fast and im.format == "JPEG" else 1
+            if scale > 1:
+                im.draft("RGB", (width // scale, height // scale))
+                if im.size != (width // scale, height // scale):
+                    scale = 1
+                    im = Image.open(io.BytesIO(data))
+            pixels = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"cannot decode compressed image (format {fmt!r}, {len(data)} bytes): {exc}") from exc
+    box = normalize_crop(crop, width, height)
+    if box is not None and scale > 1:
+        box = tuple(v // scale for v in box)
+    return preprocess_image(pixels, box, size), (height, width)
 
 
 def side_by_side(*images: np.ndarray, scale: int = 1) -> np.ndarray:

@@ -157,11 +157,11 @@ def test_out_of_order_stamps_name_topic_and_time(tmp_path):
     _assert_no_dataset(tmp_path, out)
 
 
-def test_gap_in_the_camera_stream_is_an_error(tmp_path):
+def test_gap_in_the_camera_stream_is_an_error_with_the_error_policy(tmp_path):
     bag = write_episode(tmp_path / "ep", 3.0, skip_images=lambda i: 30 <= i < 60)
     out = tmp_path / "data.h5"
-    with pytest.raises(BagError, match=r"ep.*image_raw.*gap of 1\.0\d*s after t=0\.96"):
-        convert_bags([bag], out, ConvertOptions(**OPTS))
+    with pytest.raises(BagError, match=r"ep.*image_raw.*gap of 1\.0\d*s after t=0\.96.*--gap-policy split"):
+        convert_bags([bag], out, ConvertOptions(gap_policy="error", max_gap_s=0.5, **OPTS))
     _assert_no_dataset(tmp_path, out)
 
 
