@@ -56,6 +56,7 @@ class JointStateFields(NamedTuple):
 
 
 _NAME_CACHE: dict[bytes, tuple[str, ...]] = {}
+_RECENT_NAMES: list[tuple[bytes, tuple[str, ...]]] = []
 
 
 def joint_state(raw) -> JointStateFields:
@@ -64,18 +65,26 @@ def joint_state(raw) -> JointStateFields:
     offset = _align(offset, 4)
     (count,) = _U32.unpack_from(raw, offset)
     names_start = offset
-    offset += 4
-    spans = []
-    for _ in range(count):
-        start, end = _string_end(raw, offset)
-        spans.append((start, end - 1))
-        offset = end
-    key = bytes(raw[names_start:offset])
-    names = _NAME_CACHE.get(key)
+    names = None
+    for key, cached in _RECENT_NAMES:  # a publisher sends the same names every time
+        if raw[names_start:names_start + len(key)] == key:
+            names, offset = cached, names_start + len(key)
+            break
     if names is None:
-        names = tuple(bytes(raw[a:b]).decode("utf-8") for a, b in spans)
-        if len(_NAME_CACHE) < 1024:
-            _NAME_CACHE[key] = names
+        offset += 4
+        spans = []
+        for _ in range(count):
+            start, end = _string_end(raw, offset)
+            spans.append((start, end - 1))
+            offset = end
+        key = bytes(raw[names_start:offset])
+        names = _NAME_CACHE.get(key)
+        if names is None:
+            names = tuple(bytes(raw[a:b]).decode("utf-8") for a, b in spans)
+            if len(_NAME_CACHE) < 1024:
+                _NAME_CACHE[key] = names
+        _RECENT_NAMES.insert(0, (key, names))
+        del _RECENT_NAMES[4:]
     offset = _align(offset, 4)
     (n_pos,) = _U32.unpack_from(raw, offset)
     offset += 4

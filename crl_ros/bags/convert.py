@@ -250,48 +250,59 @@ class _JointAssembler:
     message. A sample is taken at each message once every arm joint has a value no older
     than ``tolerance``; the gripper is the newest finger value within it (NaN if none)."""
 
+    FINGERS = (("left_finger", 1.0), ("right_finger", -1.0))
+
     def __init__(self, arm_names: Sequence[str], tolerance_ns: int):
         self.arm = list(arm_names)
         self.tol = tolerance_ns
-        self.latest: dict[str, tuple[int, float]] = {}
+        self.arm_t = np.full(len(self.arm), np.iinfo(np.int64).min // 2, dtype=np.int64)
+        self.arm_q = np.zeros(len(self.arm))
+        self.finger: tuple[int, float] | None = None
         self.times: list[int] = []
         self.q: list[np.ndarray] = []
         self.grip: list[float] = []
         self.seen: set[str] = set()
         self.message_times: list[int] = []
         self._stamps: dict[tuple[str, ...], int] = {}
+        self._plans: dict[tuple[str, ...], tuple] = {}
 
-    def add(self, t: int, names: Sequence[str], position: np.ndarray, stamp: int | None,
+    def _plan(self, names: tuple[str, ...]) -> tuple:
+        """Where this message's names go: (message indices, arm slots, finger index, finger sign)."""
+        index = {n: i for i, n in enumerate(names)}
+        slots = [k for k, n in enumerate(self.arm) if n in index]
+        finger = next(((index[n], sign) for n, sign in self.FINGERS if n in index), (None, 1.0))
+        plan = (np.array([index[self.arm[k]] for k in slots], dtype=np.intp), np.array(slots, dtype=np.intp), *finger)
+        self._plans[names] = plan
+        self.seen.update(names)
+        return plan
+
+    def add(self, t: int, names: tuple[str, ...], position: np.ndarray, stamp: int | None,
             bag: BagReader, topic: str) -> None:
         if len(position) < len(names):
             raise BagError(f"bag {bag.path}: topic {topic} at t={bag.seconds(t):.3f}s: {len(names)} joint names "
                            f"but {len(position)} positions")
-        key = tuple(names)
+        plan = self._plans.get(names) or self._plan(names)
         if stamp:
-            last = self._stamps.get(key)
+            last = self._stamps.get(names)
             if last is not None and stamp < last:
                 raise BagError(f"bag {bag.path}: topic {topic}: header stamps go backwards at t={bag.seconds(t):.3f}s "
                                f"(stamp {stamp / 1e9:.6f} after {last / 1e9:.6f})")
-            self._stamps[key] = stamp
+            self._stamps[names] = stamp
         self.message_times.append(t)
-        self.seen.update(names)
-        for name, value in zip(names, position):
-            self.latest[name] = (t, float(value))
-        fresh = [self.latest.get(n) for n in self.arm]
-        if any(v is None or t - v[0] > self.tol for v in fresh):
+        idx, slots, finger, sign = plan
+        if len(slots):
+            self.arm_q[slots] = position[idx]
+            self.arm_t[slots] = t
+        if finger is not None:
+            self.finger = (t, sign * float(position[finger]))
+        if t - int(self.arm_t.min()) > self.tol:
             return
-        grip = np.nan
-        for finger, sign in (("left_finger", 1.0), ("right_finger", -1.0)):
-            v = self.latest.get(finger)
-            if v is not None and t - v[0] <= self.tol:
-                grip = sign * v[1]
-                break
-        q = np.array([v[1] for v in fresh])
+        grip = self.finger[1] if self.finger is not None and t - self.finger[0] <= self.tol else np.nan
         if self.times and self.times[-1] == t:  # the second half of a split message at the same time
-            self.q[-1], self.grip[-1] = q, grip
+            self.q[-1], self.grip[-1] = self.arm_q.copy(), grip
         else:
             self.times.append(t)
-            self.q.append(q)
+            self.q.append(self.arm_q.copy())
             self.grip.append(grip)
 
 
@@ -374,22 +385,23 @@ def convert_bag_pieces(path: str | os.PathLike, options: ConvertOptions,
                 if on_frame:
                     on_frame(1)
 
-        for topic, t, raw, msgtype in bag.raw_messages([image_topic, *(x for x in (action_topic, joint_topic) if x)]):
+        for topic, t, payload, msgtype in bag.payload_messages(
+                [image_topic, *(x for x in (action_topic, joint_topic) if x)], lazy=[image_topic]):
             if next_grid is not None:
                 while next_grid < t:
                     pending.append(next_grid)
                     next_grid += period
             resolve(t)
             if topic == image_topic:
-                stamp = _cdr_header_stamp(raw)
+                stamp = _cdr_header_stamp(payload.head(12))
                 if stamp and last_stamp and stamp < last_stamp:
                     raise BagError(f"bag {bag.path}: topic {topic}: header stamps go backwards at "
                                    f"t={bag.seconds(t):.3f}s (stamp {stamp / 1e9:.6f} after {last_stamp / 1e9:.6f})")
                 last_stamp = stamp or last_stamp
-                last_image = (len(img_times), t, raw)
+                last_image = (len(img_times), t, payload)
                 img_times.append(t)
             elif topic == action_topic:
-                msg = bag.deserialize(raw, msgtype, topic, t)
+                msg = bag.deserialize(payload.read(), msgtype, topic, t)
                 values = np.asarray(msg.data, dtype=np.float64)
                 if values.shape != (action_conv.ACTION_DIM,):
                     raise BagError(f"bag {bag.path}: topic {topic} at t={bag.seconds(t):.3f}s: action has "
@@ -403,12 +415,13 @@ def convert_bag_pieces(path: str | os.PathLike, options: ConvertOptions,
                 act_values.append(values)
                 pending.append(t)
             else:
+                raw = payload.read()
                 try:
                     fields = cdr.joint_state(raw)
                     names, position, stamp = fields.names, fields.position, fields.stamp_ns
                 except (cdr.CdrLayoutError, struct.error, UnicodeDecodeError):
                     msg = bag.deserialize(raw, msgtype, topic, t)
-                    names, position, stamp = list(msg.name), np.asarray(msg.position, np.float64), header_stamp_ns(msg)
+                    names, position, stamp = tuple(msg.name), np.asarray(msg.position, np.float64), header_stamp_ns(msg)
                 joints.add(t, names, position, stamp, bag, topic)
                 if action_topic is None and next_grid is None and joints.times and img_times:
                     next_grid = max(img_times[0], joints.times[0])
@@ -573,10 +586,11 @@ class _FrameDecoder:
         self.crop = opts.crop
         self.cropped = opts.crop is not None
 
-    def frame(self, index: int, t: int, raw) -> int:
+    def frame(self, index: int, t: int, payload) -> int:
         if index == self._last_index:
             return len(self.frames) - 1
         bag = self.bag
+        raw = payload.read()
         try:
             if self.compressed:
                 try:

@@ -32,6 +32,7 @@ class BagReader:
         self.path = Path(path)
         self.notes: list[str] = []
         self._reader = None
+        self._index = None
         if not self.path.exists():
             raise BagError(f"bag {self.path} does not exist")
         storage = resolve_storage(self.path)
@@ -46,6 +47,9 @@ class BagReader:
         self._store = typestore()
 
     def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -93,6 +97,58 @@ class BagReader:
             raise BagError(f"bag {self.path} is corrupt or truncated ({where}): "
                            f"{type(exc).__name__}: {exc}") from exc
 
+    def payload_messages(self, topics: Iterable[str], lazy: Iterable[str] = ()) -> Iterator[tuple[str, int, "Payload", str]]:
+        """(topic, receive time ns, payload, msgtype) in bag time order, where a payload's
+        bytes are read only when asked (``payload.read()``, or ``payload.head(n)`` for the
+        first n). For the ``lazy`` topics of a single indexed .mcap file the bytes of a
+        message never asked for are never read (`crl_ros.bags.mcap_index`); otherwise every
+        payload is read as `raw_messages` reads it."""
+        wanted = list(topics)
+        index = self._mcap_index()
+        if index is None:
+            for topic, t, raw, msgtype in self.raw_messages(wanted):
+                yield topic, t, Payload(raw), msgtype
+            return
+        types = {info.name: info.msgtype for info in self.topics().values()}
+        lazy = set(lazy)
+        last_topic, last_t = None, None
+        try:
+            for t, chunk, offset, topic in index.entries(wanted):
+                last_topic, last_t = topic, t
+                if topic in lazy:
+                    yield topic, int(t), Payload(None, index, chunk, offset), types[topic]
+                else:
+                    yield topic, int(t), Payload(index.payload(chunk, offset)), types[topic]
+        except BagError:
+            raise
+        except Exception as exc:
+            where = ("at the start" if last_t is None else
+                     f"after {last_topic} at t={self.seconds(last_t):.3f}s")
+            raise BagError(f"bag {self.path} is corrupt or truncated ({where}): "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+    def _mcap_index(self):
+        """An McapIndex when the bag is one uncompressed-per-message .mcap with a summary."""
+        from .mcap_index import McapIndex, McapIndexUnavailable
+
+        if self._index is not None:
+            return self._index
+        storage = resolve_storage(self.path)
+        if storage.is_dir():
+            if self._reader.compression_mode:  # file or per-message zstd: rosbags decompresses
+                return None
+            files = sorted(storage.glob("*.mcap"))
+            if len(files) != 1:
+                return None
+            storage = files[0]
+        if storage.suffix != ".mcap":
+            return None
+        try:
+            self._index = McapIndex(storage)
+        except (McapIndexUnavailable, OSError):
+            return None
+        return self._index
+
     def messages(self, topics: Iterable[str]) -> Iterator[tuple[str, int, Any]]:
         """(topic, receive time ns, deserialised rosbags message)."""
         for topic, t, raw, msgtype in self.raw_messages(topics):
@@ -108,6 +164,25 @@ class BagReader:
     def seconds(self, t_ns: int) -> float:
         """Seconds since the bag's first message (for error messages)."""
         return (int(t_ns) - self.start_ns) / 1e9
+
+
+class Payload:
+    """The CDR bytes of one message, read now (``data``) or on first use (indexed mcap)."""
+
+    __slots__ = ("_data", "_index", "_chunk", "_offset")
+
+    def __init__(self, data: bytes | None, index=None, chunk: int = 0, offset: int = 0):
+        self._data, self._index, self._chunk, self._offset = data, index, chunk, offset
+
+    def read(self) -> bytes:
+        if self._data is None:
+            self._data = self._index.payload(self._chunk, self._offset)
+        return self._data
+
+    def head(self, n: int) -> bytes:
+        if self._data is not None:
+            return self._data[:n]
+        return self._index.payload(self._chunk, self._offset, n)
 
 
 BAG_FILE_SUFFIXES = (".mcap", ".db3")

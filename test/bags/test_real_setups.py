@@ -344,3 +344,40 @@ def test_crl_convert_cli_passes_the_new_options(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "2 episodes" in r.stdout and "gaps in 1 bag(s) -> 2 episode(s)" in r.stderr
     assert ds.load(out).metadata.provenance["options"]["no_gripper"] is True
+
+
+# --- indexed mcap reading ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_indexed_mcap_reading_gives_the_same_dataset_as_rosbags(tmp_path, monkeypatch, compression):
+    from crl_ros.bags.reader import BagReader
+    from crl_ros.bags.writer import BagWriter as W
+    bag = tmp_path / "ep"
+    with W(bag, "mcap", compression) as w:
+        for i in range(90):
+            t = T0 + i * SEC // 30
+            w.write("image_raw", t, make_image(colour_frame(i), t))
+            if i % 6 == 2:
+                w.write("action", t + 5, make_action([0.001 * i, 0, 0, 0, 0, 0, 1.0], actions.ACTION_NAMES))
+            for j in range(3):
+                tj = t + j * SEC // 100
+                q = q_of((tj - T0) / SEC)
+                w.write("joint_states", tj, make_joint_state(kinematics.JOINT_STATE_NAMES, [*q, 0, 0.03, -0.03], tj))
+    with BagReader(bag) as r:
+        assert r._mcap_index() is not None, "expected the indexed path for a rosbags-written mcap"
+        # lazy topics: no image payload is read unless asked
+        index = r._mcap_index()
+        calls = []
+        real = index.payload
+        monkeypatch.setattr(index, "payload", lambda c, o, n=None: calls.append(n) or real(c, o, n))
+        msgs = list(r.payload_messages(["image_raw", "joint_states"], lazy=["image_raw"]))
+        assert len(msgs) == 90 + 270 and calls.count(None) == 270
+        topic, t, payload, _ = msgs[0]
+        assert topic == "image_raw" and cdr.image(payload.read()).width == 64
+    fast = convert_bag(bag, ConvertOptions(**OPTS))
+    monkeypatch.setattr(BagReader, "_mcap_index", lambda self: None)
+    slow = convert_bag(bag, ConvertOptions(**OPTS))
+    np.testing.assert_array_equal(fast.images, slow.images)
+    np.testing.assert_array_equal(fast.actions, slow.actions)
+    np.testing.assert_array_equal(fast.proprio, slow.proprio)
+    assert red_values(fast) == [i for i in range(90) if i % 6 == 2]
