@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+from array import array
 import re
 import struct
 import sys
@@ -258,11 +259,12 @@ class _JointAssembler:
         self.arm_t = np.full(len(self.arm), np.iinfo(np.int64).min // 2, dtype=np.int64)
         self.arm_q = np.zeros(len(self.arm))
         self.finger: tuple[int, float] | None = None
-        self.times: list[int] = []
-        self.q: list[np.ndarray] = []
-        self.grip: list[float] = []
+        # compact buffers: a 10-minute bag has 60,000 joint messages
+        self.times = array("q")
+        self.q = array("d")        # flat, 6 per sample
+        self.grip = array("d")
         self.seen: set[str] = set()
-        self.message_times: list[int] = []
+        self.message_times = array("q")
         self._stamps: dict[tuple[str, ...], int] = {}
         self._plans: dict[tuple[str, ...], tuple] = {}
 
@@ -298,12 +300,20 @@ class _JointAssembler:
         if t - int(self.arm_t.min()) > self.tol:
             return
         grip = self.finger[1] if self.finger is not None and t - self.finger[0] <= self.tol else np.nan
+        n = len(self.arm)
         if self.times and self.times[-1] == t:  # the second half of a split message at the same time
-            self.q[-1], self.grip[-1] = self.arm_q.copy(), grip
+            self.q[-n:] = array("d", self.arm_q.tolist())
+            self.grip[-1] = grip
         else:
             self.times.append(t)
-            self.q.append(self.arm_q.copy())
+            self.q.extend(self.arm_q.tolist())
             self.grip.append(grip)
+
+    def samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(times [N] int64, arm positions [N, 6], finger [N] with NaN where none)."""
+        return (np.frombuffer(self.times, dtype=np.int64).copy(),
+                np.frombuffer(self.q, dtype=np.float64).reshape(-1, len(self.arm)).copy(),
+                np.frombuffer(self.grip, dtype=np.float64).copy())
 
 
 class _Gaps:
@@ -367,7 +377,7 @@ def convert_bag_pieces(path: str | os.PathLike, options: ConvertOptions,
         joints = _JointAssembler(kinematics.JOINT_NAMES, int(opts.joint_tolerance_s * 1e9))
         decoder = _FrameDecoder(bag, image_topic, image_type, opts)
 
-        img_times: list[int] = []
+        img_times = array("q")
         last_stamp = None
         last_image = None            # (index, t, raw bytes)
         pending: deque = deque()     # step times waiting for their frame
@@ -469,9 +479,7 @@ def convert_bag_pieces(path: str | os.PathLike, options: ConvertOptions,
         if joint_topic:
             if not joints.times:
                 _missing_joints(bag, joint_topic, joints)
-            jt = np.asarray(joints.times, dtype=np.int64)
-            q_all = np.asarray(joints.q)
-            grip_all = np.asarray(joints.grip, dtype=np.float64)
+            jt, q_all, grip_all = joints.samples()
             has_gripper = bool(np.isfinite(grip_all).any())
             needs_gripper = action_source == "fk" or opts.store_proprio
             if not has_gripper and needs_gripper and not opts.no_gripper:
@@ -501,7 +509,7 @@ def convert_bag_pieces(path: str | os.PathLike, options: ConvertOptions,
         gaps = _Gaps(int(opts.max_gap_s * 1e9))
         gaps.add(image_topic, img_times_a, t_from, t_to)
         if joint_topic:
-            gaps.add(joint_topic, np.asarray(joints.times, np.int64), t_from, t_to)
+            gaps.add(joint_topic, np.frombuffer(joints.times, dtype=np.int64), t_from, t_to)
             if joint_first > t_from:  # steps before the first joint state cannot be interpolated
                 gaps.intervals.append((t_from - 1, joint_first, joint_topic))
         if action_topic:

@@ -15,10 +15,12 @@ read the file with `rosbags` instead.
 """
 from __future__ import annotations
 
+import heapq
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 MAGIC = b"\x89MCAP0\r\n"
 _U16 = struct.Struct("<H")
@@ -32,6 +34,7 @@ class McapIndexUnavailable(Exception):
 
 @dataclass
 class _Chunk:
+    message_start_time: int
     start: int               # file offset of the chunk record
     length: int              # chunk record length (incl. opcode and length field)
     index_offsets: dict      # channel id -> file offset of its MessageIndex record
@@ -95,6 +98,7 @@ class McapIndex:
                 topic, _ = _string(summary, body + 4)
                 self.channels[cid] = topic
             elif op == 0x08:  # ChunkIndex
+                (first_time,) = _U64.unpack_from(summary, body)
                 start, length_c = struct.unpack_from("<QQ", summary, body + 16)
                 (map_len,) = _U32.unpack_from(summary, body + 32)
                 offsets = {cid: off for cid, off in struct.iter_unpack("<HQ", summary[body + 36:body + 36 + map_len])}
@@ -102,7 +106,7 @@ class McapIndex:
                 compression, q = _string(summary, q)
                 compressed_size, uncompressed_size = struct.unpack_from("<QQ", summary, q)
                 records_start = start + 9 + 8 + 8 + 8 + 4 + 4 + len(compression.encode()) + 8
-                self.chunks.append(_Chunk(start, length_c, offsets, compression, records_start,
+                self.chunks.append(_Chunk(first_time, start, length_c, offsets, compression, records_start,
                                           compressed_size, uncompressed_size))
             pos = body + length
         if not self.chunks:
@@ -112,23 +116,33 @@ class McapIndex:
         if any(not c.index_offsets for c in self.chunks):
             raise McapIndexUnavailable("chunks without message indexes")
 
-    def entries(self, topics) -> list[tuple[int, int, int, str]]:
+    def entries(self, topics) -> Iterator[tuple[int, int, int, str]]:
         """(log time ns, chunk number, record offset, topic) of every message of ``topics``,
-        in log-time order (file order among equal times)."""
+        in log-time order (chunk and file order among equal times). Chunk indexes are read
+        as the time reaches their chunk, so memory holds a few chunks' entries, not the bag's."""
         wanted = {cid: topic for cid, topic in self.channels.items() if topic in set(topics)}
-        out: list[tuple[int, int, int, str]] = []
-        for i, chunk in enumerate(self.chunks):
-            for cid, offset in chunk.index_offsets.items():
-                if cid not in wanted:
-                    continue
-                head = self._pread(9 + 2 + 4, offset)
-                if head[0] != 0x07:
-                    raise McapIndexUnavailable(f"no message index at offset {offset}")
-                (n,) = _U32.unpack_from(head, 11)
-                records = self._pread(n, offset + 15)
-                topic = wanted[cid]
-                out.extend((t, i, off, topic) for t, off in struct.iter_unpack("<QQ", records))
-        out.sort(key=lambda e: (e[0], e[1], e[2]))
+        order = sorted(range(len(self.chunks)), key=lambda i: (self.chunks[i].message_start_time, i))
+        heap: list[tuple[int, int, int, str]] = []
+        k = 0
+        while k < len(order) or heap:
+            # a chunk not loaded yet starts after the earliest pending entry, so that entry is next
+            while k < len(order) and (not heap or self.chunks[order[k]].message_start_time <= heap[0][0]):
+                for entry in self._chunk_entries(order[k], wanted):
+                    heapq.heappush(heap, entry)
+                k += 1
+            yield heapq.heappop(heap)
+
+    def _chunk_entries(self, i: int, wanted: dict) -> list[tuple[int, int, int, str]]:
+        out = []
+        for cid, offset in self.chunks[i].index_offsets.items():
+            if cid not in wanted:
+                continue
+            head = self._pread(9 + 2 + 4, offset)
+            if head[0] != 0x07:
+                raise ValueError(f"no message index at offset {offset}")
+            (n,) = _U32.unpack_from(head, 11)
+            topic = wanted[cid]
+            out.extend((t, i, off, topic) for t, off in struct.iter_unpack("<QQ", self._pread(n, offset + 15)))
         return out
 
     def _chunk_records(self, i: int) -> bytes:
