@@ -42,6 +42,8 @@ ARGUMENTS = [
     ("enable_arm", "false", "start arm_node enabled (default: call the enable service)"),
     ("task", "reach", "sim task (use_sim:=true)"),
     ("device", "auto", "policy device: auto | cpu | cuda"),
+    ("rate_hz", "5.0", "policy_node control rate in Hz (the rate the model was trained at)"),
+    ("max_observation_age_ms", "300.0", "policy_node never acts on an observation older than this"),
 ]
 
 
@@ -51,6 +53,10 @@ def _config(name):
 
 def _string(name):
     return ParameterValue(LaunchConfiguration(name), value_type=str)
+
+
+def _float(name):
+    return ParameterValue(LaunchConfiguration(name), value_type=float)
 
 
 def generate_launch_description():
@@ -69,7 +75,9 @@ def generate_launch_description():
              parameters=[_config("goal_node.yaml")]),
         Node(package=PACKAGE, executable="policy_node", name="policy_node", output="screen",
              parameters=[_config("policy_node.yaml"),
-                         {"model_path": _string("model_path"), "device": _string("device")}]),
+                         {"model_path": _string("model_path"), "device": _string("device"),
+                          "rate_hz": _float("rate_hz"),
+                          "max_observation_age_ms": _float("max_observation_age_ms")}]),
         Node(package=PACKAGE, executable="arm_node", name="arm_node", output="screen",
              parameters=[_config("arm_node.yaml"),
                          {"backend": _string("arm_backend"), "robot_model": _string("robot_model"),

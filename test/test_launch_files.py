@@ -153,3 +153,27 @@ def test_the_launch_test_skips_rather_than_hangs_without_crl_ros_in_the_ament_in
     monkeypatch.setitem(sys.modules, "launch_pytest", types.ModuleType("launch_pytest"))
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))  # an index without crl_ros
     assert "not in the ament index" in _launch_test_unavailable()
+
+
+def test_the_readme_lists_every_launch_argument():
+    """README.md's table is generated from the launch files' ARGUMENTS: regenerate it with
+    `python scripts/launch_arguments.py --write` after changing an argument."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("launch_arguments", REPO / "scripts" / "launch_arguments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.readme_block((REPO / "README.md").read_text()) == module.table()
+    names = {name for path in LAUNCH_FILES for name, _, _ in module.arguments(path)}
+    assert {"rate_hz", "max_observation_age_ms", "camera_transport", "storage", "settings"} <= names
+
+
+def test_policy_rate_and_observation_age_launch_defaults_match_the_config():
+    from crl_ros.nodes.common import load_params_file
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("launch_arguments", REPO / "scripts" / "launch_arguments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    defaults = {name: default for name, default, _ in module.arguments(REPO / "launch" / "reach_goal.launch.py")}
+    config = load_params_file(REPO / "config" / "policy_node.yaml", "policy_node")
+    for name in ("rate_hz", "max_observation_age_ms"):
+        assert float(defaults[name]) == float(config[name])
