@@ -19,6 +19,7 @@ machine it starts on. A run into an ``out_dir`` that already holds one starts ov
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -32,6 +33,8 @@ from crl_ros.learning.profiles import get_profile
 from crl_ros.nodes import common
 
 BAG_SUFFIXES = (".mcap", ".db3")
+
+CHILD_STOP_TIMEOUT_S = 120.0
 
 PARAMETERS = [
     ("data", "", ".h5 datasets to train on without conversion: files or folders of .h5 files, space or comma "
@@ -161,12 +164,26 @@ class TrainerNode(Node):
     def _report(self, **changes) -> None:
         with self._lock:
             self.state.update(changes)
-            self.progress_pub.publish(String(data=json.dumps(self.state)))
-        self.get_logger().info(f"{self.state['stage']}: {self.state['message']}")
+            self._publish(self.progress_pub, json.dumps(self.state))
+        if self.context.ok():
+            self.get_logger().info(f"{self.state['stage']}: {self.state['message']}")
+
+    def _publish(self, publisher, text: str) -> None:
+        """Publish unless the node is shutting down (Ctrl-C while training: the training
+        thread's last report must not end in a traceback)."""
+        if not self.context.ok():
+            return
+        try:
+            publisher.publish(String(data=text))
+        except Exception:  # noqa: BLE001  the context went invalid between the check and the publish
+            if self.context.ok():
+                raise
 
     def _command(self, args: list[str]) -> tuple[int, str]:
+        # Its own session: a terminal's Ctrl-C reaches only this node, which then sends the
+        # child exactly one SIGINT (a second one would make `crl train` abort before its checkpoint).
         self._child = subprocess.Popen([sys.executable, "-m", "crl_ros.cli", *args], stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True)
+                                       stderr=subprocess.STDOUT, text=True, start_new_session=True)
         tail = []
         for line in self._child.stdout:
             tail = (tail + [line.rstrip()])[-20:]
@@ -212,7 +229,7 @@ class TrainerNode(Node):
             return
         model = out_dir / "model.pt"
         self._report(stage="done", step=steps, message=str(model))
-        self.checkpoint_pub.publish(String(data=str(model)))
+        self._publish(self.checkpoint_pub, str(model))
 
     def _convert(self, out_dir: Path) -> Path:
         """crl convert of the bags in bag_dir; returns the dataset written."""
@@ -284,10 +301,20 @@ class TrainerNode(Node):
                          message=", ".join(f"{k} {v:.3g}" for k, v in last.items() if isinstance(v, float)))
 
     def close(self) -> None:
+        """Stop a running child the way a user would: one SIGINT, so `crl train` writes a step
+        checkpoint (`--resume` continues from it) and `crl convert` removes its partial file;
+        killed only if it has not finished after ``CHILD_STOP_TIMEOUT_S``."""
         self._stopping = True
-        if self._child is not None and self._child.poll() is None:
-            self._child.terminate()
-            self._child.wait(10)
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(CHILD_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
+        if self._thread is not None:
+            self._thread.join(5)
 
 
 def main(args=None) -> int:

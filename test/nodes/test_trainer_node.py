@@ -212,3 +212,24 @@ def test_progress_comes_from_this_runs_metrics_only(ros, tmp_path):
         assert node.state["step"] == 2 and node.state["message"] == "critic_loss 0.125"
     finally:
         node.destroy_node()
+
+
+def test_ctrl_c_during_training_ends_cleanly_and_keeps_a_checkpoint(procs, tmp_path):
+    """One SIGINT to the node: `crl train` (its own session) gets exactly one SIGINT from the
+    node, writes a step checkpoint for --resume, and nothing prints a traceback."""
+    from crl_ros.learning.checkpoint import list_step_checkpoints
+    ros = procs
+    _crl("demos", "--env", "pointmass", "--episodes", "2", "--out", "pm.h5", cwd=tmp_path)
+    progress, _, subs = _listen(ros)
+    out = tmp_path / "run"
+    proc = ros.start("trainer_node", data=str(tmp_path / "pm.h5"), out_dir=str(out), steps=1_000_000,
+                     settings=TINY, device="cpu")
+    ros.wait_for(lambda: any(p["stage"] == "train" and p["step"] > 0 for p in progress), 90, "training steps",
+                 procs=[proc])
+    code = proc.interrupt(timeout=150)
+    log = proc.log()
+    assert code == 0, log
+    assert "Traceback" not in log and "RCLError" not in log, log
+    assert list_step_checkpoints(out), f"no step checkpoint in {out}: {sorted(p.name for p in out.iterdir())}"
+    for sub in subs:
+        ros.node.destroy_subscription(sub)
