@@ -108,6 +108,31 @@ print(json.dumps({{"import_s": t1 - t0, "import_cpu_s": c1 - c0, "convert_s": t2
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}
 
 
+def per_frame(fn, inputs, repeats: int = 300) -> dict:
+    fn(inputs[0])
+    c0 = time.process_time()
+    for i in range(repeats):
+        fn(inputs[i % len(inputs)])
+    cpu = time.process_time() - c0
+    return {"frames": repeats, "frames_per_cpu_s": round(repeats / cpu, 1), "ms_per_frame": round(1e3 * cpu / repeats, 3)}
+
+
+def frame_costs() -> dict:
+    """One frame -> one observation, alone: what bounds the whole conversion."""
+    from crl_ros.robot import camera
+
+    imgs = camera_frames()
+    raw = [(im.tobytes(), 640, 480, 1920, "rgb8") for im in imgs]
+    jpeg = [camera.encode_compressed(im, "jpeg", 90) for im in imgs]
+    return {
+        "raw_rgb8_decode_crop_resize": per_frame(lambda m: camera.preprocess_image(camera.decode_raw(*m), CROP, SIZE), raw),
+        "jpeg_full_decode_crop_resize": per_frame(lambda d: camera.preprocess_compressed(d, "jpeg", CROP, SIZE, fast=False), jpeg),
+        "jpeg_scaled_decode_crop_resize": per_frame(lambda d: camera.preprocess_compressed(d, "jpeg", CROP, SIZE), jpeg),
+        "jpeg_decode_only_at_1_8_scale": per_frame(lambda d: camera.decode_compressed(d, "jpeg", 8), jpeg),
+        "jpeg_bytes": len(jpeg[0]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="JPEG bag length (the memory check also writes 2x)")
@@ -120,7 +145,8 @@ def main() -> None:
     args = parser.parse_args()
 
     result = {"machine": machine(numpy=np.__version__), "crop": CROP, "size": SIZE,
-              "actions": "topic" if args.actions else "fk from joint_states", "runs": []}
+              "actions": "topic" if args.actions else "fk from joint_states", "per_frame": frame_costs(), "runs": []}
+    print(json.dumps(result["per_frame"]), file=sys.stderr)
     targets = {"jpeg": 1000, "raw": 2000}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         for kind in args.kind:
