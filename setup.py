@@ -7,7 +7,7 @@ PACKAGE = "crl_ros"
 
 # Every node is also a console script, so `ros2 run crl_ros <node>` finds it.
 NODES = ["camera_node", "goal_node", "policy_node", "arm_node", "sim_node",
-         "recorder_node", "trainer_node"]
+         "recorder_node", "trainer_node", "teleop_node"]
 
 setup(
     name=PACKAGE,

@@ -15,6 +15,7 @@ COMMANDS = {
     "eval": "evaluate",
     "convert": "convert",
     "record": "record",
+    "teleop": "teleop",
     "reach-goal": "reach_goal",
     "demo": "demo",
     "analyze": "analyze",

@@ -1,16 +1,21 @@
 """Record demonstrations: one rosbag2 per episode (recorder_node's start_episode / end_episode).
 
-Simulated robot, actions from your teleop node on `action` (std_msgs/Float32MultiArray,
-[dx, dy, dz, droll, dpitch, dyaw, gripper]):
-    ros2 launch crl_ros record_demos.launch.py use_sim:=true output_dir:=bags
+Simulated robot, teleoperated with a gamepad (joy_node from the ROS `joy` package +
+teleop_node: hold the deadman LB to move, Start / Back start and end an episode; the
+mapping is in config/teleop_node.yaml):
+    ros2 launch crl_ros record_demos.launch.py use_sim:=true teleop:=joy gamepad:=xbox output_dir:=bags
     ros2 service call /enable std_srvs/srv/SetBool "{data: true}"
+teleop:=keyboard starts no teleop node: the keyboard needs a terminal, which launch cannot
+give a node reliably, so run `crl teleop` in another terminal (1 / 2 start / end an
+episode). teleop:=none (the default): your own teleop publishes `action`
+(std_msgs/Float32MultiArray, [dx, dy, dz, droll, dpitch, dyaw, gripper]) and
     ros2 service call /start_episode std_srvs/srv/Trigger     # ... teleoperate ...
     ros2 service call /end_episode std_srvs/srv/Trigger
 (`crl record --sim` does all of this in one process with a scripted expert.)
 
 Real WidowX 250: start the Interbotix ros2_control bringup and the camera driver (see
 reach_goal.launch.py), then
-    ros2 launch crl_ros record_demos.launch.py use_sim:=false namespace:=wx250s \\
+    ros2 launch crl_ros record_demos.launch.py use_sim:=false namespace:=wx250s teleop:=joy \\
         topics:="['image_raw', 'joint_states', 'action']"
 Without an `action` topic (kinesthetic teaching, arm_node not needed: enable_arm_node:=false)
 `crl convert` derives the actions from joint_states through the kinematics.
@@ -18,9 +23,9 @@ Without an `action` topic (kinesthetic teaching, arm_node not needed: enable_arm
 from typing import List
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction
+from launch.actions import DeclareLaunchArgument, GroupAction, LogInfo
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
@@ -37,7 +42,11 @@ ARGUMENTS = [
     ("enable_arm_node", "true", "run arm_node to execute teleop actions"),
     ("arm_backend", "ros2_control", "arm_node backend: ros2_control | interbotix"),
     ("task", "reach", "sim task (use_sim:=true)"),
+    ("teleop", "none", "joy: joy_node + teleop_node (gamepad) | keyboard: run `crl teleop` in a terminal | "
+                       "none: your own teleop publishes action"),
+    ("gamepad", "xbox", "teleop:=joy: button layout, xbox | ps4 | f710 (config/teleop_node.yaml)"),
 ]
+CHOICES = {"teleop": ["joy", "keyboard", "none"], "gamepad": ["xbox", "ps4", "f710"]}
 
 
 def _config(name):
@@ -46,6 +55,10 @@ def _config(name):
 
 def _string(name):
     return ParameterValue(LaunchConfiguration(name), value_type=str)
+
+
+def _teleop_is(value):
+    return IfCondition(PythonExpression(["'", LaunchConfiguration("teleop"), f"' == '{value}'"]))
 
 
 def generate_launch_description():
@@ -62,7 +75,16 @@ def generate_launch_description():
                          {"output_dir": _string("output_dir"), "storage": _string("storage"),
                           "compression": _string("compression"),
                           "topics": ParameterValue(LaunchConfiguration("topics"), value_type=List[str])}]),
+        # joy_node repeats the pad's state at 20 Hz: teleop_node stops the arm when joy goes stale
+        Node(package="joy", executable="joy_node", name="joy_node", output="screen",
+             condition=_teleop_is("joy"), parameters=[{"autorepeat_rate": 20.0}]),
+        Node(package=PACKAGE, executable="teleop_node", name="teleop_node", output="screen",
+             condition=_teleop_is("joy"),
+             parameters=[_config("teleop_node.yaml"), {"gamepad": _string("gamepad")}]),
+        LogInfo(msg="teleop:=keyboard: run `crl teleop` in another terminal (it needs the keyboard)",
+                condition=_teleop_is("keyboard")),
     ]
     return LaunchDescription(
-        [DeclareLaunchArgument(name, default_value=default, description=text) for name, default, text in ARGUMENTS]
+        [DeclareLaunchArgument(name, default_value=default, description=text, choices=CHOICES.get(name))
+         for name, default, text in ARGUMENTS]
         + [GroupAction(nodes)])

@@ -107,7 +107,7 @@ def _subcommand_parsers(parser=None, prefix=()):
 def test_every_option_of_every_subcommand_has_help():
     import argparse
     parsers = dict(_subcommand_parsers())
-    assert {"train", "demos", "eval", "convert", "record", "reach-goal", "demo", "analyze"} <= {
+    assert {"train", "demos", "eval", "convert", "record", "teleop", "reach-goal", "demo", "analyze"} <= {
         words[0] for words in parsers}
     assert ("analyze", "interpolate") in parsers and ("analyze", "arm-matching") in parsers
     missing = [f"crl {' '.join(words)} {'/'.join(a.option_strings) or a.dest}"

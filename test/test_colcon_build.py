@@ -37,6 +37,6 @@ def test_share_files_are_installed(install_prefix):
 def test_every_node_has_an_executable_for_ros2_run(install_prefix):
     import re
     nodes = re.findall(r'"(\w+_node)"', (REPO / "setup.py").read_text())
-    assert len(nodes) == 7
+    assert len(nodes) == 8
     for name in nodes + ["crl"]:
         assert (install_prefix / "lib" / "crl_ros" / name).exists(), name

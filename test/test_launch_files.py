@@ -9,6 +9,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
 SETUP_NODES = set(re.findall(r'"(\w+_node)"', (REPO / "setup.py").read_text()))
+# nodes of other ROS packages a launch file may start: (package, executable)
+EXTERNAL_NODES = {("joy", "joy_node")}
 
 
 def _string(node):
@@ -44,8 +46,10 @@ def test_launch_file_names_only_existing_nodes_configs_and_parameters(path):
     for call in nodes:
         package = _keyword(call, "package")
         package = _string(package) or module_constants.get(getattr(package, "id", None))
-        assert package == "crl_ros"
         executable = _string(_keyword(call, "executable"))
+        if package != "crl_ros":
+            assert (package, executable) in EXTERNAL_NODES, f"{path.name}: unexpected node {package}/{executable}"
+            continue
         assert executable in SETUP_NODES, f"{path.name}: executable {executable!r} is not a console script in setup.py"
         declared = _node_parameter_names(executable)
         params = _keyword(call, "parameters")
@@ -70,6 +74,23 @@ def test_reach_goal_launch_has_the_documented_arguments():
     text = (REPO / "launch" / "reach_goal.launch.py").read_text()
     for arg in ("use_sim", "robot_model", "model_path", "camera_source", "namespace"):
         assert f'("{arg}"' in text
+
+
+def test_record_demos_launch_starts_the_chosen_teleop():
+    tree = ast.parse((REPO / "launch" / "record_demos.launch.py").read_text())
+    arguments = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
+    defaults = {_string(t.elts[0]): _string(t.elts[1]) for t in arguments.elts}
+    assert defaults["teleop"] == "none" and {"use_sim", "namespace", "output_dir", "topics"} <= set(defaults)
+    choices = ast.literal_eval(next(n.value for n in tree.body if isinstance(n, ast.Assign)
+                                    and n.targets[0].id == "CHOICES"))
+    assert choices["teleop"] == ["joy", "keyboard", "none"]
+    from crl_ros.robot.teleop import GAMEPADS
+    from crl_ros.nodes.common import load_params_file
+    assert choices["gamepad"] == list(GAMEPADS)
+    assert defaults["gamepad"] == load_params_file(REPO / "config" / "teleop_node.yaml", "teleop_node")["gamepad"]
+    conditioned = {_string(_keyword(c, "executable")): ast.unparse(_keyword(c, "condition"))
+                   for c in _calls(tree, "Node") if _keyword(c, "condition") is not None}
+    assert conditioned["joy_node"] == conditioned["teleop_node"] == "_teleop_is('joy')"
 
 
 @pytest.mark.parametrize("config", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
