@@ -66,7 +66,6 @@ class TeleopBase(Node):
         self.episode_clients = {"start_episode": self.create_client(Trigger, p["start_episode_service"]),
                                 "end_episode": self.create_client(Trigger, p["end_episode_service"])}
         self.pending: list[tuple[str, float, object]] = []   # (service, sent at, future)
-        self.published = 0
         self.create_timer(1.0 / float(p["rate_hz"]), self.tick)
 
     def motion(self) -> np.ndarray | None:
@@ -77,7 +76,6 @@ class TeleopBase(Node):
         motion = self.motion()
         if motion is not None:
             self.action_pub.publish(common.action_msg(teleop.teleop_action(motion, self.speed.value, self.gripper)))
-            self.published += 1
 
     def command(self, name: str) -> None:
         """A button or key: gripper_close/open, speed_up/down, start_episode/end_episode."""
@@ -132,7 +130,6 @@ class TeleopNode(TeleopBase):
         self.joy: Joy | None = None
         self.joy_received_ns = 0
         self.state = "no_joy"
-        self.counts = {"acted": 0, "no_joy": 0, "stale": 0, "deadman_released": 0}
         self.create_subscription(Joy, "joy", self.on_joy, common.reliable_qos())
         self.get_logger().info(f"gamepad {p['gamepad']} ({self.pad.description}); hold button "
                                f"{self.pad.buttons['deadman']} (deadman) to move")
@@ -169,7 +166,6 @@ class TeleopNode(TeleopBase):
     def motion(self) -> np.ndarray | None:
         reason = self._why_not()
         state = reason or "acted"
-        self.counts[state] += 1
         if state != self.state:
             self.get_logger().info({"acted": "deadman held: moving", "no_joy": "waiting for joy messages",
                                     "stale": "joy messages are stale: not moving",

