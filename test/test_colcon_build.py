@@ -40,3 +40,17 @@ def test_every_node_has_an_executable_for_ros2_run(install_prefix):
     assert len(nodes) == 8
     for name in nodes + ["crl"]:
         assert (install_prefix / "lib" / "crl_ros" / name).exists(), name
+
+
+def test_the_installed_executables_run_on_a_python_that_has_torch_and_mujoco(install_prefix):
+    """`colcon build` writes each executable's shebang for the Python that ran colcon. Built
+    with the system colcon on a robot computer that would be /usr/bin/python3, which has no
+    torch or mujoco: the README's robot-computer install builds from the project's venv."""
+    script = install_prefix / "lib" / "crl_ros" / "policy_node"
+    first = script.read_text().splitlines()[0]
+    assert first.startswith("#!"), first
+    interpreter = first[2:].strip().split()[0]
+    result = subprocess.run([interpreter, "-c", "import torch, mujoco, rclpy, crl_ros.nodes.policy_node"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (f"{script} runs {interpreter}, which cannot import what the nodes need:\n"
+                                    f"{result.stderr[-2000:]}")
