@@ -11,12 +11,16 @@ episode). teleop:=none (the default): your own teleop publishes `action`
 (std_msgs/Float32MultiArray, [dx, dy, dz, droll, dpitch, dyaw, gripper]) and
     ros2 service call /start_episode std_srvs/srv/Trigger     # ... teleoperate ...
     ros2 service call /end_episode std_srvs/srv/Trigger
-(`crl record --sim` does all of this in one process with a scripted expert.)
+(`crl record --sim` does all of this in one process with a scripted expert.) With
+use_sim:=true the camera is recorded compressed: sim_node's JPEG `image_raw/compressed`,
+~8 MB per 8-s episode instead of ~225 MB of rgb8 `image_raw` (image_transport:=raw).
 
 Real WidowX 250: start the Interbotix ros2_control bringup and the camera driver (see
 reach_goal.launch.py), then
     ros2 launch crl_ros record_demos.launch.py use_sim:=false namespace:=wx250s teleop:=joy \\
         topics:="['image_raw', 'joint_states', 'action']"
+This records what the driver publishes on `image_raw` (image_transport:=compressed records
+its `image_raw/compressed` twin instead, when the driver offers one).
 Without an `action` topic (kinesthetic teaching, arm_node not needed: enable_arm_node:=false)
 `crl convert` derives the actions from joint_states through the kinematics.
 """
@@ -39,6 +43,8 @@ ARGUMENTS = [
     ("storage", "mcap", "mcap | sqlite3"),
     ("compression", "none", "none | zstd"),
     ("topics", "['image_raw', 'joint_states', 'action']", "topics to record"),
+    ("image_transport", "auto", "how image_raw is recorded: compressed (its image_raw/compressed twin, JPEG), raw, "
+     "or auto: compressed with use_sim:=true, raw otherwise"),
     ("enable_arm_node", "true", "run arm_node to execute teleop actions"),
     ("arm_backend", "ros2_control", "arm_node backend: ros2_control | interbotix"),
     ("task", "reach", "sim task (use_sim:=true)"),
@@ -61,6 +67,13 @@ def _teleop_is(value):
     return IfCondition(PythonExpression(["'", LaunchConfiguration("teleop"), f"' == '{value}'"]))
 
 
+def _image_transport():
+    """The image_transport argument, auto resolved: compressed with use_sim:=true, else raw."""
+    transport, sim = LaunchConfiguration("image_transport"), LaunchConfiguration("use_sim")
+    return PythonExpression(["'", transport, "' if '", transport, "' != 'auto' else ('compressed' if '", sim,
+                             "'.lower() in ('true', '1') else 'raw')"])
+
+
 def generate_launch_description():
     nodes = [
         PushRosNamespace(LaunchConfiguration("namespace")),
@@ -74,6 +87,7 @@ def generate_launch_description():
              parameters=[_config("recorder_node.yaml"),
                          {"output_dir": _string("output_dir"), "storage": _string("storage"),
                           "compression": _string("compression"),
+                          "image_transport": ParameterValue(_image_transport(), value_type=str),
                           "topics": ParameterValue(LaunchConfiguration("topics"), value_type=List[str])}]),
         # joy_node repeats the pad's state at 20 Hz: teleop_node stops the arm when joy goes stale
         Node(package="joy", executable="joy_node", name="joy_node", output="screen",

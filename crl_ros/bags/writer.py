@@ -153,3 +153,16 @@ def make_action(values: Sequence[float], names: Sequence[str] = ()):
     dim = t["std_msgs/msg/MultiArrayDimension"](label=",".join(names), size=len(values), stride=len(values))
     return t["std_msgs/msg/Float32MultiArray"](
         layout=t["std_msgs/msg/MultiArrayLayout"](dim=[dim], data_offset=0), data=values)
+
+
+# CompressedImage.format of JPEG camera frames, as compressed_image_transport writes it (the
+# raw encoding, then what the JPEG decodes to with cv::imdecode); crl_ros.nodes.common
+# uses the same string for sim_node's image_raw/compressed (a test checks).
+JPEG_FORMAT = "rgb8; jpeg compressed bgr8"
+
+
+def make_jpeg_image(image: np.ndarray, stamp_ns: int, frame_id: str = "camera", quality: int = 90):
+    """sensor_msgs/CompressedImage of an RGB uint8 [H, W, 3] frame, JPEG of ``quality``:
+    the message sim_node publishes on ``image_raw/compressed`` (the same encoder call)."""
+    from crl_ros.robot import camera
+    return make_compressed_image(camera.encode_compressed(image, "jpeg", quality), stamp_ns, JPEG_FORMAT, frame_id)

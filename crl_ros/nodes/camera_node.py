@@ -68,7 +68,7 @@ class CameraNode(Node):
             else:
                 raise ValueError(f"camera_node: unknown source {source!r} (topic, device:N, file:PATH, folder:DIR)")
             if p["publish_raw"]:
-                self.raw_pub = self.create_publisher(Image, "image_raw", common.sensor_qos())
+                self.raw_pub = self.create_publisher(Image, "image_raw", common.frame_qos())
             self.create_timer(1.0 / float(p["fps"]), self.on_timer)
         self.get_logger().info(f"source={source} crop={self.crop} size={self.size}")
 

@@ -163,6 +163,17 @@ def reliable_qos(depth: int = 10):
                       history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
 
 
+def frame_qos(depth: int = 2):
+    """Full camera frames a node of this package publishes (sim_node, camera_node's
+    image_raw): reliable, keep last. Fast DDS splits a 640x480 rgb8 frame (900 KB) into
+    ~15 fragments, and a best-effort reader loses the whole frame when one fragment is
+    late; on 2 busy cores a recorder in another process got 14-24 of 30 frames/s, with gaps
+    up to 0.8 s (bench/record_rate.py). A reliable reader (recorder_node) now gets lost
+    fragments resent; keep-last never blocks the publisher, and best-effort readers
+    (sensor_qos) match it as before."""
+    return reliable_qos(depth)
+
+
 def latched_qos(depth: int = 1):
     """The goal image: reliable + transient local, so late joiners get the current goal
     (and, with depth > 1, the last ``depth`` messages, e.g. training progress)."""
@@ -189,6 +200,25 @@ def image_msg(image: np.ndarray, stamp=None, frame_id: str = ""):
     data, width, height, step, encoding = camera.encode_raw(image)
     msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0, step=step)
     msg.data = array.array("B", data)  # the array fast path; a bytes object is checked per byte
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
+# CompressedImage.format of JPEG frames, as compressed_image_transport writes it: the raw
+# encoding, then what the JPEG holds (decoders such as cv::imdecode hand back BGR). The
+# same as crl_ros.bags.writer.JPEG_FORMAT (not imported: that loads the bag typestore).
+JPEG_FORMAT = "rgb8; jpeg compressed bgr8"
+
+
+def jpeg_image_msg(image: np.ndarray, stamp=None, frame_id: str = "", quality: int = 90):
+    """sensor_msgs/CompressedImage (JPEG of ``quality``) from an RGB uint8 [H, W, 3] array:
+    what an ``image_raw/compressed`` topic carries."""
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage(format=JPEG_FORMAT)
+    msg.data = array.array("B", camera.encode_compressed(image, "jpeg", quality))
     if stamp is not None:
         msg.header.stamp = stamp
     msg.header.frame_id = frame_id

@@ -6,8 +6,11 @@ recorded no message is not kept: its bag is deleted and the reply (success false
 log say so. Messages are stored
 exactly as received (serialised CDR, like ``ros2 bag record``) with the `rosbags`
 library: mcap by default, sqlite3 with ``storage: sqlite3``, zstd with
-``compression: zstd``. Topic types are discovered from the graph; a topic that appears
-later is picked up when it does. On shutdown -- Ctrl-C, SIGTERM or a crash in a callback
+``compression: zstd``. ``image_transport: compressed`` records each camera topic named
+``image_raw`` (or ``.../image_raw``) as its image_transport twin ``image_raw/compressed``
+(sensor_msgs/CompressedImage, e.g. sim_node's JPEG: ~28x smaller bags); ``raw`` (the
+default) records the topics as named. Topic types are discovered from the graph; a
+topic that appears later is picked up when it does. On shutdown -- Ctrl-C, SIGTERM or a crash in a callback
 -- the open bag is closed, so nothing recorded is lost. ``recorder_status``
 (std_msgs/String, JSON) says whether an episode is recording, where and how much.
 """
@@ -31,9 +34,28 @@ PARAMETERS = [
     ("storage", "mcap", "mcap | sqlite3"),
     ("compression", "none", "none | zstd"),
     ("topics", ["image_raw", "joint_states", "action"], "topics to record (relative names resolve in the node's namespace)"),
+    ("image_transport", "raw", "raw: record the topics as named; compressed: record a topic named image_raw "
+     "(or ending in /image_raw) as its image_raw/compressed twin (CompressedImage)"),
     ("episode_prefix", "episode", "bag directory name prefix"),
     ("auto_start", False, "start an episode right away"),
 ]
+
+
+IMAGE_TRANSPORTS = ("raw", "compressed")
+
+
+def recorded_topics(topics, image_transport: str = "raw") -> list[str]:
+    """The topics to subscribe to: with ``compressed``, ``image_raw`` and ``<ns>/image_raw``
+    become ``.../image_raw/compressed``; empty names and repeats are dropped."""
+    if image_transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f"recorder_node: image_transport must be one of {IMAGE_TRANSPORTS}, got {image_transport!r}")
+    out: list[str] = []
+    for topic in topics:
+        if topic and image_transport == "compressed" and topic.rstrip("/").split("/")[-1] == "image_raw":
+            topic = topic.rstrip("/") + "/compressed"
+        if topic and topic not in out:
+            out.append(topic)
+    return out
 
 
 def message_class(type_name: str):
@@ -50,7 +72,9 @@ class RecorderNode(Node):
         self.storage = p["storage"]
         self.compression = p["compression"]
         self.prefix = p["episode_prefix"]
-        self.topics = [self.resolve_topic_name(t) for t in p["topics"] if t]
+        self.image_transport = p["image_transport"]
+        self.topics = list(dict.fromkeys(self.resolve_topic_name(t)
+                                         for t in recorded_topics(p["topics"], self.image_transport)))
         if not self.topics:
             raise ValueError("recorder_node: no topics to record")
         self.types: dict[str, str] = {}

@@ -4,8 +4,13 @@ In: trajectory_msgs/JointTrajectory on ``arm_controller/joint_trajectory`` (arm 
 rad) and ``gripper_controller/joint_trajectory`` (``left_finger``, m) -- what arm_node's
 ros2_control backend sends; the last point of each trajectory is the position target.
 Out: ``joint_states`` (sensor_msgs/JointState, the driver's 9 names), camera
-``image_raw`` (sensor_msgs/Image rgb8, sensor QoS) and ``task_success``
-(std_msgs/Bool). Services: ``reset`` (std_srvs/Trigger: next seed of the task).
+``image_raw`` (sensor_msgs/Image rgb8; reliable keep-last QoS, see
+`common.frame_qos`, so sensor-QoS readers match too), its image_transport twin
+``image_raw/compressed`` (sensor_msgs/CompressedImage, JPEG of quality ``jpeg_quality``,
+format "rgb8; jpeg compressed bgr8" like compressed_image_transport; what sim recordings
+store: ~28x smaller than rgb8) and ``task_success`` (std_msgs/Bool). A camera frame is
+rendered, and JPEG-encoded, only while someone subscribes to the topic it goes out on.
+Services: ``reset`` (std_srvs/Trigger: next seed of the task).
 
 Physics follows wall-clock time: every joint-state tick advances the simulation by the
 real time elapsed (at most 50 ms, so a stalled process does not jump). The simulator
@@ -21,7 +26,7 @@ import time
 
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -36,7 +41,9 @@ PARAMETERS = [
     ("image_width", 640, "camera image width"),
     ("image_height", 480, "camera image height"),
     ("camera", "overhead", "MuJoCo camera name"),
-    ("camera_rate_hz", 30.0, "image_raw rate"),
+    ("camera_rate_hz", 30.0, "image_raw (and image_raw/compressed) rate"),
+    ("publish_compressed", True, "also publish image_raw/compressed (JPEG CompressedImage)"),
+    ("jpeg_quality", 90, "JPEG quality of image_raw/compressed (1-95)"),
     ("joint_state_rate_hz", 100.0, "joint_states rate (and physics stepping)"),
     ("frame_id", "camera", "frame_id of image_raw"),
 ]
@@ -57,10 +64,15 @@ class SimNode(Node):
         self.seed = int(p["seed"])
         self.joint_period = 1.0 / float(p["joint_state_rate_hz"])
         self.camera_period = 1.0 / float(p["camera_rate_hz"])
+        self.jpeg_quality = int(p["jpeg_quality"])
+        if not 1 <= self.jpeg_quality <= 95:
+            raise ValueError(f"sim_node: jpeg_quality must be in 1..95, got {self.jpeg_quality}")
         self.episode = 0
         self.sim = None
         self.joint_pub = self.create_publisher(JointState, "joint_states", common.sensor_qos(depth=5))
-        self.image_pub = self.create_publisher(Image, "image_raw", common.sensor_qos())
+        self.image_pub = self.create_publisher(Image, "image_raw", common.frame_qos())
+        self.compressed_pub = (self.create_publisher(CompressedImage, "image_raw/compressed", common.frame_qos())
+                               if p["publish_compressed"] else None)
         self.success_pub = self.create_publisher(Bool, "task_success", common.reliable_qos())
         self.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self.on_arm, common.reliable_qos())
         self.create_subscription(JointTrajectory, "gripper_controller/joint_trajectory", self.on_gripper,
@@ -142,9 +154,16 @@ class SimNode(Node):
         self.joint_pub.publish(msg)
 
     def _publish_image(self) -> None:
+        raw = self.image_pub.get_subscription_count() > 0
+        compressed = self.compressed_pub is not None and self.compressed_pub.get_subscription_count() > 0
+        if not (raw or compressed):
+            return
         stamp = self.get_clock().now().to_msg()
         image = self.sim.render(self.width, self.height, self.camera)
-        self.image_pub.publish(common.image_msg(image, stamp, self.frame_id))
+        if raw:
+            self.image_pub.publish(common.image_msg(image, stamp, self.frame_id))
+        if compressed:
+            self.compressed_pub.publish(common.jpeg_image_msg(image, stamp, self.frame_id, self.jpeg_quality))
 
     def _set_targets(self, q=None, gripper=None) -> None:
         q = self._targets[0] if q is None else q

@@ -3,6 +3,7 @@ import numpy as np
 
 from crl_ros.bags.reader import BagReader
 from crl_ros.learning import dataset as ds
+from crl_ros.robot import camera
 
 
 def test_record_writes_one_complete_bag_per_episode(pipeline):
@@ -13,10 +14,13 @@ def test_record_writes_one_complete_bag_per_episode(pipeline):
         with BagReader(bag) as reader:
             topics = reader.topics()
             assert topics["/action"].count == 8
-            assert topics["/image_raw"].count >= 20          # ~30 Hz over ~2.2 s
-            assert topics["/joint_states"].count >= 100      # ~100 Hz
-            first = next(m for _, _, m in reader.messages(["/image_raw"]))
-            assert (first.width, first.height, first.encoding) == (160, 120, "rgb8")
+            # sim recordings keep the camera as JPEG (sim_node's image_raw/compressed)
+            assert "/image_raw" not in topics
+            assert topics["/image_raw/compressed"].count >= 20   # ~30 Hz over ~2.2 s
+            assert topics["/joint_states"].count >= 100          # ~100 Hz
+            first = next(m for _, _, m in reader.messages(["/image_raw/compressed"]))
+            assert first.format == "rgb8; jpeg compressed bgr8"
+            assert camera.decode_compressed(first.data).shape == (120, 160, 3)
 
 
 def test_convert_makes_a_dataset_whose_arm_moves(pipeline):
@@ -48,7 +52,7 @@ def test_trainer_node_converts_trains_and_publishes_the_checkpoint(pipeline, pro
                                  common.latched_qos(depth=50))
     ros.node.create_subscription(String, "checkpoint", checkpoint.append, common.latched_qos())
     proc = ros.start("trainer_node", bag_dir=str(pipeline["bags"]), out_dir=str(tmp_path / "run"), steps=2,
-                     settings="batch_size=16", device="cpu", image_topic="/image_raw",
+                     settings="batch_size=16", device="cpu", image_topic="/image_raw/compressed",
                      crop="20 0 140 120", size="48 48")
     ros.wait_for(lambda: checkpoint or (progress and progress[-1]["stage"] == "failed"), 180,
                  "trainer_node checkpoint", procs=[proc])

@@ -181,3 +181,64 @@ def test_crl_record_driven_through_a_pipe_then_sigterm(procs, publishers, tmp_pa
             counts.append(reader_.topics()["/action"].count)
     assert counts == [6, 4]
     assert sorted(str(p) for p in (tmp_path / "bags").glob("episode_*")) == sorted(saved)
+
+
+# --- the camera of sim recordings: JPEG image_raw/compressed by default, raw on request ----
+
+def test_image_transport_compressed_records_the_compressed_twin_of_image_raw():
+    from crl_ros.nodes.recorder_node import recorded_topics
+    topics = ["image_raw", "wx250s/camera/image_raw", "/cam/image_raw/", "image_raw/compressed", "joint_states",
+              "action", ""]
+    assert recorded_topics(topics, "raw") == topics[:-1]
+    assert recorded_topics(topics, "compressed") == [
+        "image_raw/compressed", "wx250s/camera/image_raw/compressed", "/cam/image_raw/compressed", "joint_states",
+        "action"]
+    with pytest.raises(ValueError, match="image_transport"):
+        recorded_topics(topics, "theora")
+
+
+def test_sim_node_jpeg_frames_are_the_bag_writers():
+    from crl_ros.bags import writer
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    msg = common.jpeg_image_msg(frame, frame_id="camera", quality=90)
+    assert msg.format == common.JPEG_FORMAT == writer.JPEG_FORMAT
+    assert bytes(msg.data) == bytes(writer.make_jpeg_image(frame, 0, quality=90).data)
+
+
+def test_crl_record_sim_stores_jpeg_and_converts_like_raw(procs, tmp_path):
+    """`crl record --sim` records image_raw/compressed (JPEG) and not image_raw; with
+    ``--image-transport raw`` and both topics asked for, one recording holds both, and they
+    convert to the same actions and to images within JPEG error."""
+    import subprocess
+    from crl_ros.bags.convert import ConvertOptions, convert_bags
+    from crl_ros.learning.dataset import load
+    sim = ["--sim", "--episodes", "1", "--steps", "6", "--task", "reach", "--image-size", "120", "160"]
+    default = _crl_record(procs, *sim, "--out", str(tmp_path / "jpeg"), stdin=subprocess.DEVNULL)
+    out, err = default.communicate(timeout=120)
+    assert default.returncode == 0, out + err
+    [bag] = sorted((tmp_path / "jpeg").glob("episode_*"))
+    with BagReader(bag) as reader:
+        topics = reader.topics()
+        assert set(topics) == {"/image_raw/compressed", "/joint_states", "/action"}
+        assert topics["/image_raw/compressed"].msgtype == "sensor_msgs/msg/CompressedImage"
+        assert topics["/image_raw/compressed"].count >= 30  # ~30 Hz over the 1.4 s episode
+        first = next(m for _, _, m in reader.messages(["/image_raw/compressed"]))
+        assert first.format == common.JPEG_FORMAT
+        assert bytes(first.data[:2]) == b"\xff\xd8"  # a JPEG file
+
+    both = _crl_record(procs, *sim, "--out", str(tmp_path / "both"), "--image-transport", "raw",
+                       "--topics", "image_raw", "image_raw/compressed", "joint_states", "action",
+                       stdin=subprocess.DEVNULL)
+    out, err = both.communicate(timeout=120)
+    assert both.returncode == 0, out + err
+    [bag] = sorted((tmp_path / "both").glob("episode_*"))
+    datasets = {}
+    for name in ("image_raw", "image_raw/compressed"):
+        options = ConvertOptions(image_topic=name, crop=(20, 0, 140, 120), size=(48, 48), progress=False)
+        datasets[name] = load(convert_bags([bag], tmp_path / f"{name.replace('/', '_')}.h5", options,
+                                           log=lambda _: None))
+    raw, jpeg = datasets["image_raw"], datasets["image_raw/compressed"]
+    assert raw.num_frames == jpeg.num_frames == 6
+    np.testing.assert_array_equal(jpeg.actions, raw.actions)
+    error = np.abs(jpeg.images.astype(int) - raw.images.astype(int)).mean()
+    assert error < 3.0, error
