@@ -297,6 +297,8 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
         try:
             node = factory()
         except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+            if not rclpy.ok():  # Ctrl-C / SIGTERM while starting: the context went first
+                return 0
             # Bad parameters or a missing model/driver: say so in one line, exit non-zero.
             print(f"[crl_ros] cannot start: {exc}", file=sys.stderr)
             return 1

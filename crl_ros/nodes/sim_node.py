@@ -101,8 +101,21 @@ class SimNode(Node):
             self._started.set()
             return
         self._started.set()
+        try:
+            self._run_loop()
+        except Exception:
+            # Ctrl-C / SIGTERM: rclpy shuts the context down while this thread may be
+            # publishing; that ends the loop quietly. Anything else is a real error.
+            if self.context.ok():
+                raise
+        finally:
+            # The renderer's GL context belongs to this thread: close it here, not from
+            # the main thread or a __del__ at exit (EGLError: eglMakeCurrent).
+            self.sim.close()
+
+    def _run_loop(self) -> None:
         last_step = next_joint = next_camera = next_success = time.monotonic()
-        while self._running:
+        while self._running and self.context.ok():
             now = time.monotonic()
             timeout = max(0.0, min(next_joint, next_camera) - now)
             try:
@@ -132,7 +145,6 @@ class SimNode(Node):
             if now >= next_success:
                 self.success_pub.publish(Bool(data=bool(self.sim.success())))
                 next_success = now + 0.2
-        self.sim.close()
 
     def call(self, fn, timeout: float = 30.0):
         """Run ``fn()`` on the simulator thread and return its result."""

@@ -129,3 +129,23 @@ def test_camera_node_folder_source_publishes_raw_and_observation(procs, observat
         bad = ros.start("camera_node", name="camera_dev", source="device:0")
         assert bad.proc.wait(30) == 1
         assert "opencv" in bad.log().lower()
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_sim_node_shuts_down_without_a_traceback(procs, how):
+    """Ctrl-C (and SIGTERM) while sim_node renders and publishes: no RCLError from the
+    simulator thread's publish, no EGLError from the renderer, exit code 0."""
+    import signal
+    from sensor_msgs.msg import CompressedImage, Image
+    ros = procs
+    proc = ros.start("sim_node", name=f"sim_{how.lower()}", task="reach", image_width=160, image_height=120)
+    images, jpegs = [], []
+    ros.node.create_subscription(Image, "image_raw", images.append, common.sensor_qos())
+    ros.node.create_subscription(CompressedImage, "image_raw/compressed", jpegs.append, common.sensor_qos())
+    ros.wait_for(lambda: len(images) > 5 and jpegs, 60, "sim_node rendering", procs=[proc])
+    proc.proc.send_signal(getattr(signal, how))
+    code = proc.proc.wait(20)
+    log = proc.log()
+    assert code == 0, log
+    for bad in ("Traceback", "RCLError", "EGLError", "Exception in thread"):
+        assert bad not in log, log
