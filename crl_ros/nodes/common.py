@@ -15,8 +15,11 @@ in [0, 1]). A goal_image of size 0x0 means "no goal" (what clear_goal publishes)
 from __future__ import annotations
 
 import array
+import contextlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -280,6 +283,32 @@ def call_service(client, request, timeout: float = 10.0, retry: bool = True, att
         result = client.call(request, timeout_sec=min(attempt_timeout, left) if retry else left)
         if result is not None or not retry:
             return result
+
+
+@contextlib.contextmanager
+def interrupts_in_main_thread():
+    """For one-process bringups (`crl demo`, `crl reach-goal`, `crl record`): rclpy is
+    initialised without its own signal handlers, so Ctrl-C raises KeyboardInterrupt in the
+    main thread, and SIGTERM does the same, instead of shutting the context down under the
+    nodes while they run (which ended in tracebacks from the executor thread and from the
+    next service call). The caller's ``finally`` then closes nodes and bags in order."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    # SIGINT too: a process started in the background inherits it ignored, and rclpy's own
+    # handler (which this replaces) took it regardless.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        yield
+    finally:
+        rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:

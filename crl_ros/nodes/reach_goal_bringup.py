@@ -143,10 +143,14 @@ def reach(args) -> ReachResult:
     if not model:
         raise ReachGoalError("no model: pass --model CKPT or set model_path in config/policy_node.yaml", 2)
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    with common.interrupts_in_main_thread():
+        return _reach(args, model)
 
-    rclpy.init(args=[])
+
+def _reach(args, model: str) -> ReachResult:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
     nodes = []
     executor = spinner = None
     spinning = threading.Event()
@@ -168,8 +172,11 @@ def reach(args) -> ReachResult:
             executor.add_node(node)
 
         def spin() -> None:
-            while spinning.is_set():
-                executor.spin_once(timeout_sec=0.1)
+            try:
+                while spinning.is_set():
+                    executor.spin_once(timeout_sec=0.1)
+            except ExternalShutdownException:
+                pass
 
         spinning.set()
         spinner = threading.Thread(target=spin, name="reach_goal_executor", daemon=True)
@@ -199,7 +206,6 @@ def reach(args) -> ReachResult:
         for node in nodes:
             getattr(node, "close", lambda: None)()
             node.destroy_node()
-        rclpy.try_shutdown()
 
 
 def _start_nodes(args, model, nodes: list):

@@ -58,17 +58,16 @@ def _param(name, value):
 
 
 def run(args) -> int:
-    import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    rclpy.init(args=[])
+    from crl_ros.nodes import common
+
     try:
-        return _record_sim(args) if args.sim else _record_live(args)
+        with common.interrupts_in_main_thread():
+            return _record_sim(args) if args.sim else _record_live(args)
     except (KeyboardInterrupt, ExternalShutdownException):
         print("crl record: interrupted; the open episode (if any) was closed", file=sys.stderr)
         return 130
-    finally:
-        rclpy.try_shutdown()
 
 
 def _recorder_overrides(args) -> list:

@@ -137,3 +137,28 @@ def test_demo_summary_counts_successes_from_the_results():
     assert "to success: 1.1-1.2 s, 6-7 policy actions" in text and "timed out: seed 101" in text
     assert "sim seed 101," in summarize(results[1:2], "reach", 40.0, "m.pt")
     assert "timed out" not in summarize(results[:1], "reach", 40.0, "m.pt")
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_reach_goal_ends_without_a_traceback(tmp_path, sig):
+    """Ctrl-C / SIGTERM in the middle of an episode of the one-process graph: the nodes are
+    closed in order, `interrupted` and exit code 130, no traceback from the executor thread
+    or from a service call on a shut-down context."""
+    import signal
+    import time
+    env = _env(80 + (sig == "SIGTERM"))
+    proc = subprocess.Popen([sys.executable, "-m", "crl_ros.cli", "reach-goal", "--sim", "--task", "push_block",
+                             "--seed", "101", "--model", str(MODEL), "--device", "cpu", "--timeout", "60"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:  # wait until the episode runs
+        lines.append(line)
+        if line.startswith("goal:") or time.monotonic() > deadline:
+            break
+    time.sleep(2.0)
+    proc.send_signal(getattr(signal, sig))
+    out, _ = proc.communicate(timeout=60)
+    log = "".join(lines) + out
+    assert proc.returncode == 130, log[-3000:]
+    assert "interrupted" in out and "Traceback" not in log and "RCLError" not in log, log[-3000:]
