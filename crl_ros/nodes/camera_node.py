@@ -7,8 +7,19 @@ Sources (parameter ``source``):
   for these), also republished as ``image_raw`` when ``publish_raw`` is true;
 - ``folder:<dir>``: the images of a folder in name order, looped (tests, replays).
 
+The ``image_raw`` subscription is reliable keep-last by default (``input_reliability``
+``auto``), like the frames sim_node and camera_node publish (`common.frame_qos`): a
+640x480 rgb8 frame is ~15 DDS fragments, and a best-effort reader in another process
+loses the whole frame when one fragment is late (on 2 busy cores the observation came
+at 13-16 of 30 Hz, with gaps up to 0.7 s, and policy_node skipped control steps as
+stale); a reliable reader gets the fragment resent. Keep-last never blocks the driver.
+A driver that publishes best effort (sensor-data QoS) does not match a reliable reader:
+``auto`` then subscribes again best effort and says so; ``reliable`` / ``best_effort``
+fix the choice.
+
 Every frame goes through `crl_ros.robot.camera.preprocess_image`, the function the bag
-converter uses too. The observation keeps the input frame's header stamp, so
+converter uses too (JPEG frames `preprocess_compressed`, with its reduced-scale decode,
+as `crl convert` does by default). The observation keeps the input frame's header stamp, so
 policy_node can tell how old it is.
 """
 from __future__ import annotations
@@ -24,6 +35,8 @@ from crl_ros.robot import camera
 PARAMETERS = [
     ("source", "topic", "topic | device:<index> | file:<video path> | folder:<image dir>"),
     ("input_transport", "raw", "with source=topic: raw (image_raw) or compressed (image_raw/compressed)"),
+    ("input_reliability", "auto", "with source=topic: auto (reliable; best effort when the driver publishes "
+                                  "best effort) | reliable | best_effort"),
     ("fps", 30.0, "frame rate for device/file/folder sources"),
     ("crop", [0, 0, 0, 0], "[x0, y0, x1, y1] pixels of the camera frame kept before resizing; all 0 = whole frame"),
     ("size", [48, 48], "[height, width] of the observation"),
@@ -49,13 +62,17 @@ class CameraNode(Node):
         self.obs_pub = self.create_publisher(Image, "observation", common.sensor_qos())
         self.raw_pub = None
         source = str(p["source"])
+        self.input = None
         if source == "topic":
-            if p["input_transport"] == "compressed":
-                self.create_subscription(CompressedImage, "image_raw/compressed", self.on_image, common.sensor_qos())
-            elif p["input_transport"] == "raw":
-                self.create_subscription(Image, "image_raw", self.on_image, common.sensor_qos())
-            else:
+            transports = {"raw": (Image, "image_raw"), "compressed": (CompressedImage, "image_raw/compressed")}
+            if p["input_transport"] not in transports:
                 raise ValueError(f"camera_node: input_transport must be raw or compressed, got {p['input_transport']!r}")
+            if p["input_reliability"] not in ("auto", "reliable", "best_effort"):
+                raise ValueError("camera_node: input_reliability must be auto, reliable or best_effort, "
+                                 f"got {p['input_reliability']!r}")
+            self._input_type, self._input_topic = transports[p["input_transport"]]
+            self._subscribe(reliable=p["input_reliability"] != "best_effort",
+                            fall_back=p["input_reliability"] == "auto")
         else:
             kind, _, arg = source.partition(":")
             if kind in ("device", "file"):
@@ -72,8 +89,44 @@ class CameraNode(Node):
             self.create_timer(1.0 / float(p["fps"]), self.on_timer)
         self.get_logger().info(f"source={source} crop={self.crop} size={self.size}")
 
+    def _subscribe(self, reliable: bool, fall_back: bool) -> None:
+        """(Re)create the input subscription: reliable (frame_qos) or best effort (sensor_qos)."""
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        if self.input is not None:
+            self.destroy_subscription(self.input)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos) if fall_back else None
+        self.input = self.create_subscription(self._input_type, self._input_topic, self.on_image,
+                                              common.frame_qos() if reliable else common.sensor_qos(),
+                                              event_callbacks=events)
+        self.input_reliable = reliable
+
+    def _on_incompatible_qos(self, info) -> None:
+        # A best-effort publisher: subscribe again best effort, from the executor (not
+        # inside the subscription's own event callback).
+        if not self.input_reliable:
+            return
+        self.get_logger().warning(f"{self.input.topic_name}: the publisher is best effort; subscribing best effort "
+                                  "(large frames from another process may be lost: publish reliable if you can)")
+        self.input_reliable = False
+        timer = None
+
+        def resubscribe():
+            self.destroy_timer(timer)
+            self._subscribe(reliable=False, fall_back=False)
+
+        timer = self.create_timer(0.0, resubscribe)
+
     def on_image(self, msg) -> None:
         self.frames_in += 1
+        if isinstance(msg, CompressedImage):
+            try:
+                obs, _ = camera.preprocess_compressed(memoryview(msg.data), msg.format, self.crop, self.size)
+            except ValueError as exc:
+                self.get_logger().error(f"dropping frame: {exc}", throttle_duration_sec=2.0)
+                return
+            self._publish(obs, msg.header.stamp, msg.header.frame_id)
+            return
         try:
             frame = common.image_from_msg(msg)
         except ValueError as exc:
@@ -88,6 +141,9 @@ class CameraNode(Node):
             self.get_logger().error(f"cannot preprocess a {frame.shape[1]}x{frame.shape[0]} frame: {exc}",
                                     throttle_duration_sec=2.0)
             return
+        self._publish(obs, stamp, frame_id)
+
+    def _publish(self, obs, stamp, frame_id: str) -> None:
         self.obs_pub.publish(common.image_msg(obs, stamp, frame_id))
         self.frames_out += 1
 

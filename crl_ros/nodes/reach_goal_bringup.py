@@ -149,11 +149,9 @@ def reach(args) -> ReachResult:
 
 def _reach(args, model: str) -> ReachResult:
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     nodes = []
-    executor = spinner = None
-    spinning = threading.Event()
+    executor = None
     try:
         sim, policy = _start_nodes(args, model, nodes)
         goal_path = args.goal
@@ -167,20 +165,7 @@ def _reach(args, model: str) -> ReachResult:
         monitor = _Monitor(rclpy.create_node("reach_goal_monitor"), policy, record_frames=bool(args.gif),
                            watch_success=sim is not None)
         nodes.append(monitor.node)
-        executor = SingleThreadedExecutor()
-        for node in nodes:
-            executor.add_node(node)
-
-        def spin() -> None:
-            try:
-                while spinning.is_set():
-                    executor.spin_once(timeout_sec=0.1)
-            except ExternalShutdownException:
-                pass
-
-        spinning.set()
-        spinner = threading.Thread(target=spin, name="reach_goal_executor", daemon=True)
-        spinner.start()
+        executor = GraphExecutor(nodes)
 
         ok, reason = set_goal_path(monitor.node, "goal_node", goal_path)
         if not ok:
@@ -198,11 +183,8 @@ def _reach(args, model: str) -> ReachResult:
             result.gif = args.gif if result.gif_frames else None
         return result
     finally:
-        if spinner is not None:
-            spinning.clear()
-            spinner.join(timeout=5.0)
         if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
+            executor.stop()
         for node in nodes:
             getattr(node, "close", lambda: None)()
             node.destroy_node()
@@ -234,6 +216,35 @@ def _start_nodes(args, model, nodes: list):
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise ReachGoalError(str(exc)) from exc
     return sim, policy
+
+
+class GraphExecutor:
+    """The executor of the one-process graph, spinning ``nodes`` in a background thread
+    until `stop` (also used by bench/ros_latency.py --graph composed)."""
+
+    def __init__(self, nodes):
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.executor = SingleThreadedExecutor()
+        for node in nodes:
+            self.executor.add_node(node)
+        self._spinning = threading.Event()
+        self._spinning.set()
+        self._thread = threading.Thread(target=self._spin, name="reach_goal_executor", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+        try:
+            while self._spinning.is_set():
+                self.executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
+            pass
+
+    def stop(self) -> None:
+        self._spinning.clear()
+        self._thread.join(timeout=5.0)
+        self.executor.shutdown(timeout_sec=5.0)
 
 
 class _Monitor:

@@ -2,7 +2,8 @@
 
 camera_node: a driver's image_raw (bgr8, mono8, compressed JPEG) comes out as the
 observation produced by THE preprocessing function, stamp kept; a bad encoding is
-dropped with an error naming it. sim_node: joint trajectories move the simulated arm
+dropped with an error naming it; image_raw is read reliable unless the driver
+publishes best effort. sim_node: joint trajectories move the simulated arm
 (joint_states follow), camera images come at the configured size, reset works."""
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def test_camera_node_compressed_input_and_bad_encoding(procs, observations):
     msg.data = camera.encode_compressed(frame, "jpeg", quality=95)
     _publish_until_observed(ros, pub, msg, observations, proc)
     obs = common.image_from_msg(observations[-1])
-    expected = camera.preprocess_image(camera.decode_compressed(bytes(msg.data)), None, (30, 40))
+    expected, _ = camera.preprocess_compressed(bytes(msg.data), "jpeg", None, (30, 40))  # as crl convert does
     np.testing.assert_array_equal(obs, expected)
     # raw transport with an unsupported encoding: dropped, and the log names it
     proc2 = ros.start("camera_node", name="camera_yuv")
@@ -78,6 +79,38 @@ def test_camera_node_compressed_input_and_bad_encoding(procs, observations):
     ros.wait_for(lambda: (raw_pub.publish(bad), "yuv422" in proc2.log())[1], 10, "error naming yuv422", procs=[proc2])
     ros.node.destroy_publisher(pub)
     ros.node.destroy_publisher(raw_pub)
+
+
+def test_camera_node_subscribes_reliable_unless_the_driver_is_best_effort(procs, observations):
+    """image_raw is read reliable (a best-effort reader in another process loses whole
+    large frames to one late fragment); a best-effort driver does not match that, so
+    camera_node subscribes again best effort and says so; input_reliability fixes it."""
+    from rclpy.qos import ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    ros = procs
+    proc = ros.start("camera_node", crop=[0, 0, 0, 0], size=[48, 48])
+    fixed = ros.start("camera_node", name="camera_best_effort", input_reliability="best_effort")
+
+    def reliability(node_name):
+        infos = [i for i in ros.node.get_subscriptions_info_by_topic("/image_raw") if i.node_name == node_name]
+        return infos[0].qos_profile.reliability if infos else None
+
+    ros.wait_for(lambda: reliability("camera_node") and reliability("camera_best_effort"), 30, "subscriptions")
+    assert reliability("camera_node") == ReliabilityPolicy.RELIABLE
+    assert reliability("camera_best_effort") == ReliabilityPolicy.BEST_EFFORT
+    msg = common.image_msg(_frame())
+    reliable_pub = ros.node.create_publisher(Image, "image_raw", common.frame_qos())
+    _publish_until_observed(ros, reliable_pub, msg, observations, proc)
+    assert reliability("camera_node") == ReliabilityPolicy.RELIABLE
+    ros.node.destroy_publisher(reliable_pub)
+    best_effort_pub = ros.node.create_publisher(Image, "image_raw", common.sensor_qos())
+    ros.wait_for(lambda: reliability("camera_node") == ReliabilityPolicy.BEST_EFFORT, 20,
+                 "camera_node subscribing best effort", procs=[proc])
+    observations.clear()
+    _publish_until_observed(ros, best_effort_pub, msg, observations, proc)
+    assert "the publisher is best effort" in proc.log()
+    assert "the publisher is best effort" not in fixed.log()
+    ros.node.destroy_publisher(best_effort_pub)
 
 
 def test_sim_node_follows_joint_trajectories(procs):
