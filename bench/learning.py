@@ -18,8 +18,8 @@ Profiles (``--steps``, ``--batch-size``, ``--set`` override them):
 
 - ``pointmass``: the suite's small network, 3000 steps.
 - ``cpu``: ``crl train --profile cpu`` (batch 128, 256-wide MLPs, a half-width encoder,
-  normalised actions, the MC critic for Stable CRL, fp32, 16000 steps), 20 evaluation
-  episodes per task: 5-40 CPU-minutes per run on a 2-core CPU, so 12 runs take hours
+  normalised actions, the MC critic for Stable CRL, fp32, 32000 steps), 20 evaluation
+  episodes per task: 10-120 CPU-minutes per run on a 2-core CPU, so 12 runs take many hours
   (``--steps 6000`` for docs/results.md's ranking). NOT the paper's scale.
 - ``paper``: the paper's network (1024-wide, 4-layer MLPs), batch 2048 for every method,
   300k steps, bf16 autocast where the GPU has it: one run is about an hour on one H100 at

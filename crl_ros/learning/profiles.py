@@ -2,7 +2,7 @@
 
     crl train --profile paper ...   # the authors' settings: 300k steps, batch 2048 (CRL), 1024-wide MLPs
     crl train --profile cpu ...     # batch 128, 256-wide MLPs, half-width encoder, Xavier policy init,
-                                    # normalised actions, MC critic (Stable CRL), fp32, 16000 steps
+                                    # normalised actions, MC critic (Stable CRL), fp32, 32000 steps
 
 A profile is a step count plus agent-config overrides applied before ``--config`` and
 ``--set`` (which win). ``paper`` changes nothing: the agents' defaults ARE the paper's.
@@ -47,11 +47,12 @@ PROFILES: dict[str, Profile] = {
     # - critic_loss=mc (Stable CRL only): as good as the TD critic per step on the WidowX data
     #   (35.7% vs 35.0% at 6,000 steps) and 1.4x faster per step (no next-observation pass and no
     #   target critic), so more steps fit the budget;
-    # - 16,000 steps: 42.1% against 35.7% at 6,000 on the WidowX data (about 30 min on 2 cores).
-    "cpu": Profile("cpu", 16_000, ("batch_size=128", "hidden_width=256", "encoder_channels=[16,32,32]",
+    # - 32,000 steps: 70.0% against 42.1% at 16,000 and 35.7% at 6,000 on the WidowX data
+    #   (one seed; about 83 min of 1-thread CPU in all, docs/results.md rows W4, W5, W12).
+    "cpu": Profile("cpu", 32_000, ("batch_size=128", "hidden_width=256", "encoder_channels=[16,32,32]",
                                    "policy_init=xavier", "normalize_actions=true"),
                    "batch 128, 256-wide MLPs, half-width encoder, Xavier policy init, normalised actions, "
-                   "the MC critic loss (Stable CRL), 16000 steps, fp32: about half an hour on a 2-core CPU "
+                   "the MC critic loss (Stable CRL), 32000 steps, fp32: about 1.5 hours on a 2-core CPU "
                    "(not the paper's scale)",
                    algo_overrides={"stable_crl": ("critic_loss=mc",)}),
 }

@@ -47,7 +47,7 @@ PARAMETERS = [
     ("algo", "stable_crl", "stable_crl | gcbc | gciql"),
     ("profile", "auto", "auto | cpu | paper (crl train --profile); auto = cpu when training runs on a CPU "
                         "(device cpu, or auto without CUDA), else paper"),
-    ("steps", 0, "gradient steps; 0 = the profile's (cpu 16000, paper 300000)"),
+    ("steps", 0, "gradient steps; 0 = the profile's (cpu 32000, paper 300000)"),
     ("settings", "", "agent config overrides, space separated key=value (win over the profile)"),
     ("device", "auto", "auto | cpu | cuda"),
     ("seed", common.AnyType(""), "seed of weights init and batch sampling; empty = crl train's default"),
