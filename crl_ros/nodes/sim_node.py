@@ -228,7 +228,7 @@ class SimNode(Node):
     def close(self) -> None:
         if self._running:
             self._running = False
-            self._thread.join(10)
+            self._thread.join(30)  # a render in flight on a loaded machine; the GL context closes in that thread
 
 
 def main(args=None) -> int:

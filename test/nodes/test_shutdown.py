@@ -31,7 +31,7 @@ def test_node_stops_cleanly(procs, tmp_path, node, how):
     ros.spin_for(1.0)  # let timers and threads run
     assert proc.alive(), proc.log()
     proc.proc.send_signal(getattr(signal, how))
-    code = proc.proc.wait(30)
+    code = proc.proc.wait(60)
     log = proc.log()
     assert code == 0, log
     for bad in ("Traceback", "RCLError", "EGLError", "Exception in thread"):
