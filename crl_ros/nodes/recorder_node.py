@@ -94,6 +94,11 @@ class RecorderNode(Node):
         for topic, types in self.get_topic_names_and_types():
             if topic not in self.topics or topic in self.types:
                 continue
+            if not self.get_publishers_info_by_topic(topic):
+                # Only a subscriber (e.g. arm_node on joint_states) is known yet: the QoS must
+                # match the publisher's (a reliable reader never hears a best-effort writer),
+                # so wait for the publisher to be discovered.
+                continue
             type_name = types[0]
             try:
                 cls = message_class(type_name)

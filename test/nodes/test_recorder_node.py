@@ -242,3 +242,33 @@ def test_crl_record_sim_stores_jpeg_and_converts_like_raw(procs, tmp_path):
     np.testing.assert_array_equal(jpeg.actions, raw.actions)
     error = np.abs(jpeg.images.astype(int) - raw.images.astype(int)).mean()
     assert error < 3.0, error
+
+
+def test_a_topic_seen_first_through_a_subscriber_is_recorded_from_its_best_effort_publisher(procs, tmp_path):
+    """arm_node subscribes to joint_states before sim_node (slow to start) publishes it: the
+    recorder must not pick its QoS before it knows the publisher (a reliable reader never hears
+    a best-effort writer, and the bag's joint_states came out empty)."""
+    from sensor_msgs.msg import JointState
+    from std_srvs.srv import Trigger
+    ros = procs
+    early_sub = ros.node.create_subscription(JointState, "late_joints", lambda m: None, common.sensor_qos())
+    proc = ros.start("recorder_node", output_dir=str(tmp_path), topics=["late_joints"])
+    status, sub = _status_listener(ros)
+    ros.wait_for(lambda: status, 20, "recorder status", procs=[proc])
+    ros.spin_for(1.5)  # the recorder sees /late_joints with only a subscriber for a while
+    assert not any(status[-1]["topics"].values()), "subscribed before any publisher was known"
+    pub = ros.node.create_publisher(JointState, "late_joints", common.sensor_qos(depth=5))
+    _wait_subscribed(ros, status)
+    reply = ros.call(Trigger, "start_episode", retry=False)
+    assert reply.success
+    for i in range(20):
+        pub.publish(JointState(name=["waist"], position=[0.01 * i]))
+        ros.spin_for(0.03)
+    ros.spin_for(0.3)
+    reply_end = ros.call(Trigger, "end_episode", retry=False)
+    assert reply_end.success, reply_end.message
+    with BagReader(reply.message) as reader:
+        assert reader.topics()["/late_joints"].count >= 15
+    for entity in (early_sub, sub):
+        ros.node.destroy_subscription(entity)
+    ros.node.destroy_publisher(pub)
