@@ -607,8 +607,10 @@ class _FrameDecoder:
                 except (cdr.CdrLayoutError, struct.error):
                     msg = bag.deserialize(raw, self.msgtype, self.topic, t)
                     data, fmt = msg.data, msg.format
-                if self.frame_size == (0, 0):
-                    _, self.frame_size = camera.preprocess_compressed(data, fmt, None, self.size, fast=False)
+                if self.frame_size == (0, 0):  # the header says the size: no decode needed
+                    from PIL import Image
+                    with Image.open(io.BytesIO(data)) as im:
+                        self.frame_size = (im.size[1], im.size[0])
                     self._settle_crop()
                 obs, _ = camera.preprocess_compressed(data, fmt, self.crop, self.size, fast=self.opts.fast_jpeg)
             else:

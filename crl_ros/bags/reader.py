@@ -92,10 +92,7 @@ class BagReader:
         except BagError:
             raise
         except Exception as exc:
-            where = ("at the start" if last_t is None else
-                     f"after {last_topic} at t={self.seconds(last_t):.3f}s")
-            raise BagError(f"bag {self.path} is corrupt or truncated ({where}): "
-                           f"{type(exc).__name__}: {exc}") from exc
+            raise self._corrupt(last_topic, last_t, exc) from exc
 
     def payload_messages(self, topics: Iterable[str], lazy: Iterable[str] = ()) -> Iterator[tuple[str, int, "Payload", str]]:
         """(topic, receive time ns, payload, msgtype) in bag time order, where a payload's
@@ -122,10 +119,11 @@ class BagReader:
         except BagError:
             raise
         except Exception as exc:
-            where = ("at the start" if last_t is None else
-                     f"after {last_topic} at t={self.seconds(last_t):.3f}s")
-            raise BagError(f"bag {self.path} is corrupt or truncated ({where}): "
-                           f"{type(exc).__name__}: {exc}") from exc
+            raise self._corrupt(last_topic, last_t, exc) from exc
+
+    def _corrupt(self, last_topic: str | None, last_t: int | None, exc: Exception) -> BagError:
+        where = "at the start" if last_t is None else f"after {last_topic} at t={self.seconds(last_t):.3f}s"
+        return BagError(f"bag {self.path} is corrupt or truncated ({where}): {type(exc).__name__}: {exc}")
 
     def _mcap_index(self):
         """An McapIndex when the bag is one uncompressed-per-message .mcap with a summary."""

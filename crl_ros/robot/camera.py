@@ -74,6 +74,20 @@ def encode_raw(image: np.ndarray) -> tuple[bytes, int, int, int, str]:
 NON_COLOUR_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
+def _open_colour(data, fmt: str):
+    """Pillow image of a CompressedImage payload; a depth map (``compressedDepth``, 16-bit or
+    float pixels) is a ValueError: it is not a colour image."""
+    from PIL import Image
+
+    if "compresseddepth" in str(fmt).lower().replace(" ", ""):
+        raise ValueError(f"compressed image format {fmt!r} is a depth map, not a colour image")
+    im = Image.open(io.BytesIO(data))
+    if im.mode in NON_COLOUR_MODES:
+        im.close()
+        raise ValueError(f"{im.format} image of mode {im.mode} (16-bit or float: a depth map?) is not a colour image")
+    return im
+
+
 def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "",
                       scale: int = 1) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage (JPEG or PNG) to RGB uint8 [H, W, 3].
@@ -87,13 +101,8 @@ def decode_compressed(data: bytes | bytearray | memoryview, fmt: str = "",
     """
     from PIL import Image, UnidentifiedImageError
 
-    if "compresseddepth" in str(fmt).lower().replace(" ", ""):
-        raise ValueError(f"compressed image format {fmt!r} is a depth map, not a colour image")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.mode in NON_COLOUR_MODES:
-                raise ValueError(f"{im.format} image of mode {im.mode} (16-bit or float: a depth map?) "
-                                 "is not a colour image")
+        with _open_colour(data, fmt) as im:
             if scale > 1 and im.format == "JPEG":
                 w, h = im.size
                 im.draft("RGB", (-(-w // scale), -(-h // scale)))
@@ -264,13 +273,8 @@ def preprocess_compressed(data: bytes | bytearray | memoryview, fmt: str = "", c
     """
     from PIL import Image, UnidentifiedImageError
 
-    if "compresseddepth" in str(fmt).lower().replace(" ", ""):
-        raise ValueError(f"compressed image format {fmt!r} is a depth map, not a colour image")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.mode in NON_COLOUR_MODES:
-                raise ValueError(f"{im.format} image of mode {im.mode} (16-bit or float: a depth map?) "
-                                 "is not a colour image")
+        with _open_colour(data, fmt) as im:
             width, height = im.size
             scale = jpeg_scale(width, height, crop, size) if fast and im.format == "JPEG" else 1
             if scale > 1:
