@@ -3,13 +3,16 @@ then evaluate it on every task from evaluation seed 100 (never used in training)
 sampled actions (the authors' evaluation) and with the policy mean.
 
     python bench/experiment.py NAME --data data/a.h5 data/b.h5 [--algo stable_crl] [--steps 6000] \\
-        [--base cpu] [--set critic_loss=mc ...] [--seed 0] [--episodes 20]
+        [--base cpu] [--set critic_loss=mc ...] [--seed 0] [--episodes 20] [--gripper binary]
+    python bench/experiment.py NAME --data ... --eval-only --gripper binary --out ROW.json   # re-evaluate a run
 
 ``--base cpu`` starts from `crl train --profile cpu`'s overrides (``--base none``: the agent's
 defaults) plus the WidowX suite's DATA_OVERRIDES; ``--set`` wins. The run goes to
 runs/experiments/NAME (an existing one is resumed up to ``--steps``, so a longer row can
 continue a shorter one), the row to bench/results/experiments/NAME.json with the machine,
 the full settings, train wall/CPU time, the last logged training scalars and per-task success.
+``--gripper`` sets how the evaluation executes the gripper action (default: the model's
+``eval_gripper``); ``--eval-only`` evaluates the run's model.pt without training.
 Set ``THREADS`` (default 1) for torch's thread count.
 """
 from __future__ import annotations
@@ -49,6 +52,9 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per task")
     p.add_argument("--mean-only", action="store_true", help="evaluate with the policy mean only")
+    p.add_argument("--gripper", choices=["model", "continuous", "binary"], default="model",
+                   help="how the evaluation executes the gripper action (model: the model's eval_gripper)")
+    p.add_argument("--eval-only", action="store_true", help="evaluate the run's model.pt; do not train")
     p.add_argument("--workdir", default="runs/experiments")
     p.add_argument("--out", default=None, help="row file (default bench/results/experiments/NAME.json)")
     args = p.parse_args(argv)
@@ -59,21 +65,31 @@ def main(argv=None) -> dict:
     run = Path(args.workdir) / args.name
     resume = (run / "checkpoints").exists()
     start, start_cpu = time.perf_counter(), time.process_time()
-    result = train(args.data, args.algo, None if resume else cfg,
-                   TrainConfig(steps=args.steps, seed=args.seed, device="cpu", log_every=100,
-                               checkpoint_every=1000, progress=False), run, resume=resume)
+    if args.eval_only:
+        model_path, steps_per_s = run / "model.pt", None
+        if not model_path.exists():
+            p.error(f"--eval-only: {model_path} does not exist")
+    else:
+        result = train(args.data, args.algo, None if resume else cfg,
+                       TrainConfig(steps=args.steps, seed=args.seed, device="cpu", log_every=100,
+                                   checkpoint_every=1000, progress=False), run, resume=resume)
+        model_path, steps_per_s = result.model_path, result.steps_per_second
+    gripper = None if args.gripper == "model" else args.gripper
     row = {"name": args.name, "algo": args.algo, "steps": args.steps, "seed": args.seed,
            "data": [str(d) for d in args.data], "overrides": overrides, "resumed": resume,
            "machine": machine(torch=torch.__version__, torch_threads=torch.get_num_threads()),
-           "train_wall_s": time.perf_counter() - start, "train_cpu_s": time.process_time() - start_cpu,
-           "steps_per_s": result.steps_per_second, "model": str(result.model_path),
-           "eval": {"seed": EVAL_SEED, "episodes_per_task": args.episodes}}
+           "eval_only": args.eval_only,
+           "train_wall_s": None if args.eval_only else time.perf_counter() - start,
+           "train_cpu_s": None if args.eval_only else time.process_time() - start_cpu,
+           "steps_per_s": steps_per_s, "model": str(model_path),
+           "eval": {"seed": EVAL_SEED, "episodes_per_task": args.episodes,
+                    "gripper": Policy.load(model_path, device="cpu", gripper=gripper).gripper_mode}}
     logged = [json.loads(line) for line in open(run / "metrics.jsonl")]
     train_lines = [line for line in logged if line.get("kind") == "train"]
     row["final_scalars"] = {k: v for k, v in train_lines[-1].items() if isinstance(v, (int, float))} \
         if train_lines else {}
     for sample in ([False] if args.mean_only else [True, False]):
-        policy = Policy.load(result.model_path, device="cpu")
+        policy = Policy.load(model_path, device="cpu", gripper=gripper)
         res = evaluate("widowx", "all", PolicyActor(policy, sample=sample), args.episodes, seed=EVAL_SEED)
         key = "sampled" if sample else "mean"
         row[key] = {"success": mean_success(res), "per_task": {t: r["success_rate"] for t, r in res.items()}}

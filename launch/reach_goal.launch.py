@@ -44,6 +44,7 @@ ARGUMENTS = [
     ("device", "auto", "policy device: auto | cpu | cuda"),
     ("rate_hz", "5.0", "policy_node control rate in Hz (the rate the model was trained at)"),
     ("max_observation_age_ms", "300.0", "policy_node never acts on an observation older than this"),
+    ("gripper_mode", "auto", "policy_node gripper: auto (the model's setting) | continuous | binary (fully open or closed)"),
 ]
 
 
@@ -77,7 +78,8 @@ def generate_launch_description():
              parameters=[_config("policy_node.yaml"),
                          {"model_path": _string("model_path"), "device": _string("device"),
                           "rate_hz": _float("rate_hz"),
-                          "max_observation_age_ms": _float("max_observation_age_ms")}]),
+                          "max_observation_age_ms": _float("max_observation_age_ms"),
+                          "gripper_mode": _string("gripper_mode")}]),
         Node(package=PACKAGE, executable="arm_node", name="arm_node", output="screen",
              parameters=[_config("arm_node.yaml"),
                          {"backend": _string("arm_backend"), "robot_model": _string("robot_model"),

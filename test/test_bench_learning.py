@@ -99,9 +99,16 @@ def test_experiment_row_trains_evaluates_every_widowx_task_and_resumes_longer(tm
     row = experiment.main(argv)
     saved = json.loads((tmp_path / "row.json").read_text())
     assert saved["mean"]["per_task"].keys() == set(widowx.TASKS) and "sampled" not in saved
-    assert saved["eval"] == {"seed": 100, "episodes_per_task": 1} and not saved["resumed"]
+    assert saved["eval"] == {"seed": 100, "episodes_per_task": 1, "gripper": "binary"} and not saved["resumed"]
     # the cpu profile's sizes, the suite's normalised actions, then --set (which wins)
     assert saved["overrides"][:1] == ["batch_size=128"] and "normalize_actions=true" in saved["overrides"]
     assert saved["overrides"][-1] == "encoder_channels=[4,4,4]" and row["steps"] == 3
     longer = experiment.main([*argv[:6], "5", *argv[7:]])
     assert longer["resumed"] and longer["steps"] == 5
+    # --eval-only re-evaluates the run's model (here with the authors' continuous gripper) without training
+    model = tmp_path / "runs" / "tiny" / "model.pt"
+    before = (model.stat().st_mtime_ns, model.read_bytes())
+    again = experiment.main([*argv, "--eval-only", "--gripper", "continuous"])
+    assert again["eval_only"] and again["train_cpu_s"] is None and again["eval"]["gripper"] == "continuous"
+    assert again["mean"]["per_task"].keys() == set(widowx.TASKS)
+    assert (model.stat().st_mtime_ns, model.read_bytes()) == before  # nothing trained or rewritten

@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "the authors sample)")
     how.add_argument("--mean", dest="sample", action="store_false", default=None,
                      help="--model: act with the policy mean")
+    parser.add_argument("--gripper", choices=["model", "continuous", "binary"], default="model",
+                        help="how the gripper action is executed: model = the model's eval_gripper setting "
+                             "(baselines: continuous) | continuous = the opening as commanded | binary = fully "
+                             "open or closed, split at 0.5 (arm_node's Interbotix backend)")
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="episode length (suite default if unset)")
     parser.add_argument("--image-size", type=positive_int, default=None,
@@ -47,14 +51,15 @@ def format_table(results: dict, title: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crl_ros.sim.rollout import PolicyActor, RandomActor, ScriptedActor, evaluate, mean_success
+    from crl_ros.sim.rollout import BinaryGripper, PolicyActor, RandomActor, ScriptedActor, evaluate, mean_success
 
     image_size = args.image_size
     if args.model:
         from crl_ros.learning.checkpoint import CheckpointError
         from crl_ros.learning.policy import Policy
         try:
-            policy = Policy.load(args.model, device=args.device)
+            policy = Policy.load(args.model, device=args.device,
+                                 gripper=None if args.gripper == "model" else args.gripper)
         except CheckpointError as exc:
             print(f"crl eval: {exc}", file=sys.stderr)
             return 1
@@ -69,11 +74,14 @@ def run(args: argparse.Namespace) -> int:
         actor = PolicyActor(policy, sample=args.sample)
         sampled = policy.samples_by_default if args.sample is None else args.sample
         who = (f"{policy.algorithm} model {args.model} (step {policy.meta.step}, "
-               f"{'sampled' if sampled else 'mean'} actions)")
-    elif args.policy == "scripted":
-        actor, who = ScriptedActor(args.env, seed=args.seed), "scripted policy"
+               f"{'sampled' if sampled else 'mean'} actions, {policy.gripper_mode} gripper)")
     else:
-        actor, who = RandomActor(seed=args.seed), "random policy"
+        if args.policy == "scripted":
+            actor, who = ScriptedActor(args.env, seed=args.seed), "scripted policy"
+        else:
+            actor, who = RandomActor(seed=args.seed), "random policy"
+        if args.gripper == "binary":
+            actor, who = BinaryGripper(actor), f"{who} (binary gripper)"
     task = args.task
     try:
         results = evaluate(args.env, task, actor, episodes=args.episodes, seed=args.seed,

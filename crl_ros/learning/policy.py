@@ -5,12 +5,16 @@
     actions = policy.act(obs_batch_bhwc, goal_batch_bhwc)     # [B, A]
     mean = policy.act(obs, goal, sample=False)                # the mean, whatever the model's setting
     policy.seed(7)                                            # reproducible samples from here
+    policy.gripper_mode = "binary"                            # open/close fully, whatever the model's setting
     score = policy.score(obs, goal)                           # critic logit (CRL) or None
 
 ``act`` samples N(mean, policy_std^2) or returns the mean as the model's ``eval_sample``
 setting says (the authors' evaluation samples; models from before that setting act with the
 mean), unless ``sample`` is given; samples come from a generator the Policy owns (seed 0
 unless `seed` is called or `load(..., seed=)` given), so a seeded caller gets the same actions.
+The action named ``gripper`` is sent as it comes (``continuous``) or snapped fully open or
+closed at the middle of its bounds (``binary``), as the model's ``eval_gripper`` setting says
+unless `gripper_mode` is set (or ``load(..., gripper=)`` given).
 
 Inputs are uint8 RGB images of the checkpoint's ``image_shape``; anything else raises
 `PolicyInputError` saying what was expected. Non-finite network outputs raise instead of
@@ -79,7 +83,8 @@ def load_deployable_state(agent, state: dict[str, torch.Tensor], path: Any) -> N
 class Policy:
     """A trained agent plus the metadata needed to feed it images and return real actions."""
 
-    def __init__(self, agent, meta: CheckpointMeta, device: torch.device | str = "cpu", seed: int = 0):
+    def __init__(self, agent, meta: CheckpointMeta, device: torch.device | str = "cpu", seed: int = 0,
+                 gripper: str | None = None):
         self.agent = agent
         self.meta = meta
         self.device = torch.device(device)
@@ -89,18 +94,23 @@ class Policy:
         self._std = np.asarray(meta.action_std, dtype=np.float32)
         self._low = None if meta.action_low is None else np.asarray(meta.action_low, dtype=np.float32)
         self._high = None if meta.action_high is None else np.asarray(meta.action_high, dtype=np.float32)
+        names = list(meta.action_names or [])
+        self._gripper_index = names.index("gripper") if "gripper" in names else None
+        self.gripper_mode = gripper  # type: ignore[assignment]  (None: the model's setting)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", seed: int = 0) -> "Policy":
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", seed: int = 0,
+             gripper: str | None = None) -> "Policy":
         """Load a checkpoint file (or a run directory holding model.pt); `seed` seeds the
-        generator sampled actions come from."""
+        generator sampled actions come from; `gripper` ("continuous" | "binary", None: the
+        model's ``eval_gripper``) says how the gripper action is executed."""
         dev = resolve_device(device)
         ckpt = load_checkpoint(path, map_location="cpu")
         agent = build_agent(ckpt.meta, dev)
         load_deployable_state(agent, ckpt.model, ckpt.path)
         agent.to(dev)
         agent.eval()
-        return cls(agent, ckpt.meta, dev, seed=seed)
+        return cls(agent, ckpt.meta, dev, seed=seed, gripper=gripper)
 
     def seed(self, seed: int) -> None:
         """Restart the stream of the action noise (`act` with sampling) from `seed`."""
@@ -140,6 +150,32 @@ class Policy:
         """The model's ``eval_sample``: what `act` does when ``sample`` is None."""
         return bool(getattr(self.agent.config, "eval_sample", False))
 
+    @property
+    def gripper_mode(self) -> str:
+        """How `act` executes the action named "gripper": "continuous" (as the network says)
+        or "binary" (fully open at or above the middle of its bounds, fully closed below).
+        Setting None restores the model's ``eval_gripper``; a model with no "gripper" action
+        is unaffected either way."""
+        return self._gripper_mode
+
+    @gripper_mode.setter
+    def gripper_mode(self, mode: str | None) -> None:
+        from crl_ros.learning.agents.common import GRIPPER_MODES
+
+        if mode is None:
+            mode = str(getattr(self.agent.config, "eval_gripper", "continuous"))
+        if mode not in GRIPPER_MODES:
+            raise ValueError(f"gripper mode must be one of {', '.join(GRIPPER_MODES)}, got {mode!r}")
+        self._gripper_mode = mode
+
+    def _snap_gripper(self, actions: np.ndarray) -> np.ndarray:
+        i = self._gripper_index
+        lo = 0.0 if self._low is None else float(self._low[i])
+        hi = 1.0 if self._high is None else float(self._high[i])
+        actions = np.array(actions, copy=True)
+        actions[:, i] = np.where(actions[:, i] >= 0.5 * (lo + hi), hi, lo)
+        return actions
+
     # -- inference ----------------------------------------------------------------------------
     def _images(self, images: Any, name: str) -> np.ndarray:
         if isinstance(images, torch.Tensor):
@@ -173,7 +209,7 @@ class Policy:
     def act(self, obs: Any, goal: Any, sample: bool | None = None, clip: bool = True) -> np.ndarray:
         """Un-normalised action(s), clipped to the bounds if known: a sample of N(mean,
         policy_std^2) with ``sample=True``, the mean with False, the model's ``eval_sample``
-        setting with None (the default)."""
+        setting with None (the default); the gripper as `gripper_mode` says."""
         if sample is None:
             sample = self.samples_by_default
         o, g, single = self._inputs(obs, goal)
@@ -187,6 +223,8 @@ class Policy:
         actions = normalised * self._std + self._mean
         if clip and self._low is not None and self._high is not None:
             actions = np.clip(actions, self._low, self._high)
+        if self._gripper_mode == "binary" and self._gripper_index is not None:
+            actions = self._snap_gripper(actions)
         return actions[0] if single else actions
 
     def score(self, obs: Any, goal: Any) -> float | np.ndarray | None:

@@ -9,7 +9,9 @@ header stamp is the observation's, so latency can be measured end to end).
 
 It acts every 1/``rate_hz`` s (or on every new observation with ``act_on_observation``),
 with a sample of N(mean, std^2) or the policy mean as ``sample_actions`` says (``auto``:
-the model's ``eval_sample`` setting; the authors' evaluation samples),
+the model's ``eval_sample`` setting; the authors' evaluation samples), the gripper
+opening as the network says or snapped fully open/closed as ``gripper_mode`` says
+(``auto``: the model's ``eval_gripper``),
 and publishes NOTHING when there is no goal, no observation, the newest observation is
 older than ``max_observation_age_ms`` (by its header stamp), or an image does not have
 the model's input shape -- so arm_node's watchdog holds the arm.
@@ -34,6 +36,8 @@ PARAMETERS = [
     ("act_on_observation", False, "act on every new observation instead of on a timer"),
     ("sample_actions", common.AnyType("auto"), "auto = the model's eval_sample setting | true = sample "
                                                "N(mean, std^2), clipped | false = the policy mean"),
+    ("gripper_mode", "auto", "auto = the model's eval_gripper setting | continuous = the opening as the "
+                             "network says | binary = fully open or closed, split at 0.5"),
     ("publish_debug_image", True, "publish debug_image (goal | observation, score overlay)"),
     ("debug_scale", 4, "upscaling of the debug image"),
     ("torch_threads", 1, "CPU threads for inference (0 = torch's default); batch-1 inference gains little "
@@ -53,11 +57,22 @@ def sample_setting(value) -> bool | None:
     raise ValueError(f"policy_node: sample_actions must be auto, true or false, got {value!r}")
 
 
+def gripper_setting(value) -> str | None:
+    """The ``gripper_mode`` parameter: None (``auto``: the model decides), "continuous" or "binary"."""
+    text = str(value).strip().lower()
+    if text in ("auto", ""):
+        return None
+    if text in ("continuous", "binary"):
+        return text
+    raise ValueError(f"policy_node: gripper_mode must be auto, continuous or binary, got {value!r}")
+
+
 class PolicyNode(Node):
     def __init__(self, name: str = "policy_node", policy=None, **kwargs):
         super().__init__(name, **kwargs)
         p = common.declare_parameters(self, PARAMETERS, "policy_node")
         self.sample = sample_setting(p["sample_actions"])
+        gripper = gripper_setting(p["gripper_mode"])
         if int(p["torch_threads"]) > 0:
             import torch
             torch.set_num_threads(int(p["torch_threads"]))
@@ -69,9 +84,11 @@ class PolicyNode(Node):
                 raise ValueError("policy_node: parameter model_path is not set")
             path = common.resolve_model_path(p["model_path"])
             try:
-                policy = Policy.load(path, device=p["device"])
+                policy = Policy.load(path, device=p["device"], gripper=gripper)
             except CheckpointError as exc:
                 raise ValueError(f"policy_node: cannot load {path}: {exc}") from exc
+        elif gripper is not None and hasattr(policy, "gripper_mode"):
+            policy.gripper_mode = gripper
         self.policy = policy
         self.max_age_ns = int(float(p["max_observation_age_ms"]) * 1e6)
         self.debug = bool(p["publish_debug_image"])
@@ -91,7 +108,9 @@ class PolicyNode(Node):
             self.create_timer(1.0 / float(p["rate_hz"]), self.step)
         sampled = getattr(policy, "samples_by_default", False) if self.sample is None else self.sample
         self.get_logger().info(f"loaded {policy!r}; acting with {'sampled' if sampled else 'mean'} actions "
-                               f"(sample_actions={p['sample_actions']})")
+                               f"(sample_actions={p['sample_actions']}), "
+                               f"{getattr(policy, 'gripper_mode', 'continuous')} gripper "
+                               f"(gripper_mode={p['gripper_mode']})")
 
     def on_observation(self, msg: Image) -> None:
         self.observation = msg

@@ -15,8 +15,8 @@ later ``task_success: false`` turned a printed SUCCESS into exit code 1.)
 
 Callbacks run on one SingleThreadedExecutor thread, in arrival order (the simulator
 keeps its own thread for physics and rendering); the sim is seeded, and the policy acts
-as policy_node's ``sample_actions`` says (``auto``: the model's setting; the bundled model
-acts with its mean). Physics follows wall-clock time, so two runs of one seed can still
+as policy_node's ``sample_actions`` and ``gripper_mode`` say (``auto``: the model's
+settings; the bundled model samples and opens or closes its gripper fully). Physics follows wall-clock time, so two runs of one seed can still
 differ by a step or two.
 """
 from __future__ import annotations

@@ -68,6 +68,45 @@ class RandomActor:
         return self.rng.uniform(self._space.low, self._space.high).astype(np.float32)
 
 
+class BinaryGripper:
+    """Wraps an actor (the scripted or random baseline) so that its action named "gripper"
+    is executed fully open or fully closed, split at the middle of its bounds: how a
+    `Policy` with ``gripper_mode="binary"`` acts and arm_node's Interbotix backend
+    (grasp/release) drives the real gripper. Envs without a "gripper" action are unaffected."""
+
+    def __init__(self, actor: Actor):
+        self.actor = actor
+        self._index: int | None = None
+        self._bounds = (0.0, 1.0)
+
+    def reset(self, env) -> None:
+        names = list(getattr(env, "action_names", []))
+        self._index = names.index("gripper") if "gripper" in names else None
+        if self._index is not None:
+            self._bounds = (float(env.action_space.low[self._index]), float(env.action_space.high[self._index]))
+        if hasattr(self.actor, "reset"):
+            self.actor.reset(env)
+
+    def seed(self, seed: int) -> None:
+        if hasattr(self.actor, "seed"):
+            self.actor.seed(seed)
+
+    @property
+    def reports_done(self) -> bool:
+        return bool(getattr(self.actor, "reports_done", False))
+
+    @property
+    def done(self) -> bool:
+        return bool(getattr(self.actor, "done", False))
+
+    def __call__(self, obs: dict, goal_image: np.ndarray) -> np.ndarray:
+        action = np.array(self.actor(obs, goal_image), dtype=np.float32, copy=True)
+        if self._index is not None:
+            lo, hi = self._bounds
+            action[self._index] = hi if action[self._index] >= 0.5 * (lo + hi) else lo
+        return action
+
+
 #: zero-motion steps a finished expert's demonstration keeps recording (`until_done`)
 DONE_HOLD_STEPS = 2
 

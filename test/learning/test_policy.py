@@ -14,7 +14,7 @@ TINY = ["hidden_width=32", "hidden_depth=2", "encoder_channels=[8,8,8]", "batch_
 MEAN, STD = [0.5, -1.0], [2.0, 0.25]
 
 
-def _policy(algo, low=(-2.0, -2.0), high=(2.0, 2.0), extra=()):
+def _policy(algo, low=(-2.0, -2.0), high=(2.0, 2.0), extra=(), names=("vx", "vy"), gripper=None):
     torch.manual_seed(0)
     cfg = apply_overrides(default_config(algo), TINY + list(extra))
     agent = make_agent(algo, cfg, SHAPE, 2, "cpu")
@@ -23,9 +23,9 @@ def _policy(algo, low=(-2.0, -2.0), high=(2.0, 2.0), extra=()):
             p.add_(0.05 * torch.randn_like(p))
     agent.eval()
     meta = CheckpointMeta(algorithm=algo, config=config_to_dict(cfg), image_shape=SHAPE, action_dim=2,
-                          action_names=["vx", "vy"], action_mean=MEAN, action_std=STD,
+                          action_names=list(names), action_mean=MEAN, action_std=STD,
                           action_low=list(low) if low else None, action_high=list(high) if high else None, step=5)
-    return Policy(agent, meta, "cpu")
+    return Policy(agent, meta, "cpu", gripper=gripper)
 
 
 def _images(n=None, seed=0):
@@ -217,3 +217,44 @@ def test_evaluate_seeds_a_sampling_policy_so_evaluations_repeat():
         runs.append(np.stack(actor.actions))
     np.testing.assert_array_equal(runs[0], runs[1])
     assert runs[0].shape == runs[2].shape == (6, 2) and not np.allclose(runs[0], runs[2])
+
+
+def test_the_gripper_is_continuous_by_default_and_binary_snaps_it_at_the_middle_of_its_bounds(tmp_path):
+    """eval_gripper: continuous (the authors') sends the network's opening; binary sends the
+    gripper's upper bound (open) at or above the middle of its bounds, the lower (closed)
+    below, and leaves every other action dimension alone."""
+    obs, goal = _images(64, 1), _images(64, 2)
+    bounds = dict(low=(-2.0, -1.6), high=(2.0, -0.4), names=("vx", "gripper"))  # the middle: -1.0 = MEAN[1]
+    continuous = _policy("gcbc", **bounds)
+    assert continuous.agent.config.eval_gripper == "continuous" and continuous.gripper_mode == "continuous"
+    raw = continuous.act(obs, goal, sample=False)
+    assert len(np.unique(raw[:, 1])) > 10 and (raw[:, 1] < -1.0).any() and (raw[:, 1] >= -1.0).any()
+    binary = _policy("gcbc", **bounds, extra=["eval_gripper=binary"])
+    assert binary.gripper_mode == "binary"
+    snapped = binary.act(obs, goal, sample=False)
+    np.testing.assert_array_equal(snapped[:, 0], raw[:, 0])
+    np.testing.assert_array_equal(snapped[:, 1], np.where(raw[:, 1] >= -1.0, -0.4, -1.6).astype(np.float32))
+    assert binary.act(obs[0], goal[0], sample=False)[1] == snapped[0, 1]  # a single image too
+    binary.seed(1)
+    assert set(np.unique(binary.act(obs, goal, sample=True)[:, 1])) == {np.float32(-1.6), np.float32(-0.4)}  # samples snap too
+    # the caller's choice wins over the model's, and None restores the model's
+    binary.gripper_mode = "continuous"
+    np.testing.assert_array_equal(binary.act(obs, goal, sample=False), raw)
+    binary.gripper_mode = None
+    assert binary.gripper_mode == "binary"
+    with pytest.raises(ValueError, match="continuous, binary"):
+        binary.gripper_mode = "half"
+    # through a checkpoint, and overridden at load time
+    path = save_checkpoint(tmp_path / "model.pt", binary.meta, binary.agent.state_dict())
+    np.testing.assert_array_equal(Policy.load(path, device="cpu").act(obs, goal, sample=False), snapped)
+    np.testing.assert_array_equal(Policy.load(path, device="cpu", gripper="continuous").act(obs, goal, sample=False), raw)
+    # a model with no action named "gripper" acts the same in either mode
+    plain = _policy("gcbc", extra=["eval_gripper=binary"])
+    np.testing.assert_array_equal(plain.act(obs, goal, sample=False), _policy("gcbc").act(obs, goal, sample=False))
+    # without bounds the gripper's range is crl_ros's [0, 1]
+    unbounded = _policy("gcbc", low=None, high=None, names=("vx", "gripper"), gripper="binary")
+    free = _policy("gcbc", low=None, high=None, names=("vx", "gripper")).act(obs, goal, sample=False)
+    np.testing.assert_array_equal(unbounded.act(obs, goal, sample=False)[:, 1],
+                                  np.where(free[:, 1] >= 0.5, 1.0, 0.0).astype(np.float32))
+    with pytest.raises(ValueError, match="eval_gripper must be one of"):
+        apply_overrides(default_config("gcbc"), ["eval_gripper=half"])

@@ -234,12 +234,16 @@ def test_cpu_profile_and_the_paper_profile_hint(data_file, tmp_path):
     config = json.loads((out / "run.json").read_text())["agent_config"]
     assert (config["batch_size"], config["hidden_width"], config["encoder_channels"]) == (128, 256, [16, 32, 32])
     assert (config["critic_loss"], config["normalize_actions"], config["policy_init"]) == ("mc", True, "xavier")
+    assert config["eval_gripper"] == "binary"  # the model it writes opens/closes its gripper fully
+    from crl_ros.learning.policy import Policy
+    assert Policy.load(out, device="cpu").gripper_mode == "binary"
     # the profile's Stable CRL critic setting does not reach the other algorithms' configs
     gcbc = tmp_path / "gcbc"
     assert main(["train", "--data", str(data_file), "--algo", "gcbc", "--profile", "cpu", "--out", str(gcbc),
                  "--steps", "2", "--no-progress", "--device", "cpu"]) == 0
     gcbc_config = json.loads((gcbc / "run.json").read_text())["agent_config"]
     assert "critic_loss" not in gcbc_config and gcbc_config["hidden_width"] == 256
+    assert gcbc_config["eval_gripper"] == "binary"
     # the paper profile on a CPU: said up front (here before the missing data file stops the run)
     hint = subprocess.run(_crl("train", "--data", tmp_path / "missing.h5", "--algo", "stable_crl",
                                "--out", tmp_path / "paper", "--device", "cpu"), capture_output=True, text=True,

@@ -121,3 +121,36 @@ def test_6_sample_actions_parameter_reaches_policy_act(ros):
     with pytest.raises(ValueError, match="auto, true or false"):
         PolicyNode("policy_sample_bad", policy=FakePolicy(), context=ros.context,
                    parameter_overrides=[Parameter("sample_actions", value="maybe")])
+
+
+def test_6b_gripper_mode_parameter_sets_the_policys_gripper(ros):
+    """gripper_mode: auto keeps the model's eval_gripper; continuous / binary set the
+    Policy's gripper_mode (which Policy.act applies); anything else fails at start-up."""
+    from rclpy.parameter import Parameter
+
+    from crl_ros.nodes.policy_node import PolicyNode
+
+    class FakePolicy:
+        image_shape = (48, 48, 3)
+        samples_by_default = True
+
+        def __init__(self):
+            self.gripper_mode = "binary"  # the model's setting
+
+        def act(self, obs, goal, sample=None):
+            return np.zeros(7, np.float32)
+
+        def score(self, obs, goal):
+            return None
+
+    for i, (value, expected) in enumerate([("auto", "binary"), ("continuous", "continuous"), ("binary", "binary")]):
+        fake = FakePolicy()
+        node = PolicyNode(f"policy_gripper_{i}", policy=fake, context=ros.context,
+                          parameter_overrides=[Parameter("gripper_mode", value=value)])
+        try:
+            assert fake.gripper_mode == expected, value
+        finally:
+            node.destroy_node()
+    with pytest.raises(ValueError, match="auto, continuous or binary"):
+        PolicyNode("policy_gripper_bad", policy=FakePolicy(), context=ros.context,
+                   parameter_overrides=[Parameter("gripper_mode", value="half")])

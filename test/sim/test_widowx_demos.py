@@ -45,6 +45,26 @@ def test_task_demos_succeed_and_eval_prints_a_table(tmp_path, capsys):
     assert (tmp_path / "eval.gif").stat().st_size > 0
 
 
+def test_a_binary_gripper_opens_or_closes_fully_and_leaves_the_motion_alone(capsys):
+    """BinaryGripper (crl eval --gripper binary for the baselines): the gripper command is
+    snapped to 0 or 1 at 0.5; the six motion dimensions are the wrapped actor's."""
+    from crl_ros.sim.rollout import BinaryGripper, RandomActor, run_episode
+    from crl_ros.sim.widowx import WidowXEnv
+
+    env = WidowXEnv("reach", max_episode_steps=6)
+    try:
+        raw = run_episode(env, RandomActor(seed=4), seed=11)["actions"]
+        snapped = run_episode(env, BinaryGripper(RandomActor(seed=4)), seed=11)["actions"]
+    finally:
+        env.close()
+    assert len(raw) == len(snapped) == 6 and len(np.unique(raw[:, 6])) == 6  # the random opening varies
+    np.testing.assert_array_equal(snapped[:, :6], raw[:, :6])
+    np.testing.assert_array_equal(snapped[:, 6], np.where(raw[:, 6] >= 0.5, 1.0, 0.0))
+    assert main(["eval", "--env", "widowx", "--task", "reach", "--policy", "random", "--gripper", "binary",
+                 "--episodes", "1", "--max-steps", "3"]) == 0
+    assert "random policy (binary gripper)" in capsys.readouterr().out
+
+
 def test_a_model_trained_on_play_data_runs_in_the_sim(play_data, tmp_path, capsys):
     pytest.importorskip("torch")
     run = tmp_path / "run"
@@ -53,7 +73,11 @@ def test_a_model_trained_on_play_data_runs_in_the_sim(play_data, tmp_path, capsy
                  "--set", "hidden_width=32", "hidden_depth=2", "encoder_channels=[8,8,8]"]) == 0
     assert main(["eval", "--env", "widowx", "--task", "reach", "--model", str(run / "model.pt"),
                  "--episodes", "1", "--device", "cpu"]) == 0
-    assert "reach" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reach" in out and "continuous gripper" in out  # the authors' default
+    assert main(["eval", "--env", "widowx", "--task", "reach", "--model", str(run / "model.pt"),
+                 "--episodes", "1", "--device", "cpu", "--gripper", "binary", "--max-steps", "3"]) == 0
+    assert "binary gripper" in capsys.readouterr().out
 
 
 def test_task_demos_go_on_until_the_arm_is_back_at_rest_as_in_the_goal_image():

@@ -28,7 +28,11 @@ LEGACY_VALUES: dict[str, Any] = {
     "policy_init": "xavier",
     "normalize_actions": True,
     "eval_sample": False,
+    "eval_gripper": "continuous",
 }
+
+#: how `Policy` executes the action named "gripper" (see AgentConfig.eval_gripper)
+GRIPPER_MODES = ("continuous", "binary")
 
 
 @dataclass
@@ -50,6 +54,14 @@ class AgentConfig(NetworkConfig):
     # eval, evaluation during training, policy_node's sample_actions=auto): true (the authors')
     # samples N(mean, policy_std^2) and clips to the action bounds; false acts with the mean
     eval_sample: bool = True
+    # How the trained policy's gripper command (the action named "gripper": 1 = open, 0 =
+    # closed) is executed where the caller does not say (crl eval, policy_node's
+    # gripper_mode=auto): "continuous" (the authors') sends the opening as it comes; "binary"
+    # opens fully at or above the middle of the gripper's bounds and closes fully below it, as
+    # arm_node's Interbotix backend (grasp/release) does on the real arm. On 0/1 gripper
+    # demonstrations the policy mean of an uncertain grasp is about 0.5, which, continuous,
+    # closes the gripper half-way on the object. Models without a "gripper" action ignore it.
+    eval_gripper: str = "continuous"
     augment: bool = True  # augment the images named by the agent's augment switches
     augment_prob: float = 0.5  # probability that a whole batch is augmented
     augment_shift: bool = True  # random shift (pad augment_pad, replicate, crop back)
@@ -64,6 +76,8 @@ class AgentConfig(NetworkConfig):
         super().__post_init__()
         if not 0.0 <= self.augment_prob <= 1.0:
             raise ValueError(f"augment_prob must be in [0, 1], got {self.augment_prob}")
+        if self.eval_gripper not in GRIPPER_MODES:
+            raise ValueError(f"eval_gripper must be one of {', '.join(GRIPPER_MODES)}, got {self.eval_gripper!r}")
         if self.policy_std <= 0:
             raise ValueError(f"policy_std must be > 0, got {self.policy_std}")
 
