@@ -179,6 +179,31 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return Checkpoint(meta=meta, model=payload["model"], training=payload.get("training"), path=path)
 
 
+#: agent-config keys that only say how a trained policy acts by default, not how it was trained
+#: or what network it is: `set_acting_settings` may change them in a saved model
+ACTING_KEYS = ("eval_sample", "eval_gripper")
+
+
+def set_acting_settings(path: str | os.PathLike, settings: dict[str, Any],
+                        out: str | os.PathLike | None = None) -> Path:
+    """Change a saved model's acting settings (`ACTING_KEYS`) without touching its weights
+    or anything it was trained with; writes ``out`` (default: in place, atomically)."""
+    from crl_ros.learning.agents import config_from_checkpoint
+
+    unknown = sorted(set(settings) - set(ACTING_KEYS))
+    if unknown:
+        raise CheckpointError(f"only the acting settings {', '.join(ACTING_KEYS)} can be changed in a trained "
+                              f"model; {', '.join(unknown)} would change what it was trained as")
+    ckpt = load_checkpoint(path)
+    config = {**ckpt.meta.config, **settings}
+    try:
+        config_from_checkpoint(ckpt.meta.algorithm, config)  # the values must be valid
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt.path}: {exc}") from exc
+    meta = dataclasses.replace(ckpt.meta, config=config)
+    return save_checkpoint(ckpt.path if out is None else out, meta, ckpt.model, ckpt.training)
+
+
 def step_checkpoint_path(out_dir: str | os.PathLike, step: int) -> Path:
     return Path(out_dir) / CHECKPOINT_DIR / f"step_{step:07d}.pt"
 

@@ -258,3 +258,42 @@ def test_the_gripper_is_continuous_by_default_and_binary_snaps_it_at_the_middle_
                                   np.where(free[:, 1] >= 0.5, 1.0, 0.0).astype(np.float32))
     with pytest.raises(ValueError, match="eval_gripper must be one of"):
         apply_overrides(default_config("gcbc"), ["eval_gripper=half"])
+
+
+def test_a_saved_models_acting_settings_change_without_touching_its_weights(tmp_path):
+    """set_acting_settings / scripts/model_settings.py: eval_gripper and eval_sample change in
+    a saved model; its weights, statistics and training settings do not; a training setting
+    (it would change the network) or a bad value is refused and the file is left as it was."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from crl_ros.learning.checkpoint import load_checkpoint, set_acting_settings
+
+    policy = _policy("gcbc", low=(-2.0, -1.6), high=(2.0, -0.4), names=("vx", "gripper"))
+    path = save_checkpoint(tmp_path / "model.pt", policy.meta, policy.agent.state_dict())
+    before = load_checkpoint(path)
+    obs, goal = _images(16, 1), _images(16, 2)
+    raw = Policy.load(path, device="cpu").act(obs, goal, sample=False)
+    script = Path(__file__).resolve().parents[2] / "scripts" / "model_settings.py"
+    done = subprocess.run([sys.executable, str(script), str(path), "eval_gripper=binary", "eval_sample=false"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "mean actions, binary gripper" in done.stdout
+    after = load_checkpoint(path)
+    assert after.meta.config == {**before.meta.config, "eval_gripper": "binary", "eval_sample": False}
+    assert {k: v for k, v in after.meta.to_dict().items() if k != "config"} == \
+        {k: v for k, v in before.meta.to_dict().items() if k != "config"}
+    assert all(torch.equal(after.model[k], v) for k, v in before.model.items()) and after.model.keys() == before.model.keys()
+    changed = Policy.load(path, device="cpu")
+    expected = raw.copy()
+    expected[:, 1] = np.where(raw[:, 1] >= -1.0, -0.4, -1.6)
+    np.testing.assert_array_equal(changed.act(obs, goal), expected)  # the mean now, and a snapped gripper
+    for bad, message in ((dict(hidden_width=64), "would change what it was trained as"),
+                         (dict(eval_gripper="half"), "eval_gripper must be one of")):
+        content = path.read_bytes()
+        with pytest.raises(CheckpointError, match=message):
+            set_acting_settings(path, bad)
+        assert path.read_bytes() == content
+    bad = subprocess.run([sys.executable, str(script), str(path), "lr=0.1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "only the acting settings" in bad.stderr and "Traceback" not in bad.stderr
