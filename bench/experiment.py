@@ -75,8 +75,11 @@ def main(argv=None) -> dict:
                                    checkpoint_every=1000, progress=False), run, resume=resume)
         model_path, steps_per_s = result.model_path, result.steps_per_second
     gripper = None if args.gripper == "model" else args.gripper
+    # --eval-only: the row names the model's own config, not this command line's settings
     row = {"name": args.name, "algo": args.algo, "steps": args.steps, "seed": args.seed,
-           "data": [str(d) for d in args.data], "overrides": overrides, "resumed": resume,
+           "data": [str(d) for d in args.data], "resumed": resume,
+           **({"model_config": Policy.load(model_path, device="cpu").meta.config} if args.eval_only
+              else {"overrides": overrides}),
            "machine": machine(torch=torch.__version__, torch_threads=torch.get_num_threads()),
            "eval_only": args.eval_only,
            "train_wall_s": None if args.eval_only else time.perf_counter() - start,

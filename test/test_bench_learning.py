@@ -111,4 +111,5 @@ def test_experiment_row_trains_evaluates_every_widowx_task_and_resumes_longer(tm
     again = experiment.main([*argv, "--eval-only", "--gripper", "continuous"])
     assert again["eval_only"] and again["train_cpu_s"] is None and again["eval"]["gripper"] == "continuous"
     assert again["mean"]["per_task"].keys() == set(widowx.TASKS)
+    assert again["model_config"]["hidden_width"] == 16 and "overrides" not in again
     assert (model.stat().st_mtime_ns, model.read_bytes()) == before  # nothing trained or rewritten
