@@ -48,10 +48,18 @@ def test_bundled_model_acts_exactly_as_when_it_was_made():
     config = policy.meta.config
     assert (config["critic_loss"], config["normalize_actions"], config["policy_init"]) == ("mc", True, "xavier")
     assert config["eval_sample"] is True  # the authors' evaluation: sampled actions
+    # set after training with scripts/model_settings.py (the weights are the fixture's): the
+    # gripper opens or closes fully, as arm_node's Interbotix backend does on the real arm
+    assert config["eval_gripper"] == "binary" and policy.gripper_mode == "binary"
     mean_head = policy.agent.policy.mean_head
     assert len(mean_head.hidden) == 4 and len(mean_head.norms) == 4
     obs, goal = fixture["obs"], fixture["goal"]
-    np.testing.assert_allclose(policy.act(obs, goal, sample=False), fixture["actions"], rtol=1e-5, atol=1e-6)
+    snapped = policy.act(obs, goal, sample=False)
+    policy.gripper_mode = "continuous"
+    raw = policy.act(obs, goal, sample=False)
+    np.testing.assert_allclose(raw, fixture["actions"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(snapped[:, :6], raw[:, :6])
+    np.testing.assert_array_equal(snapped[:, 6], np.where(raw[:, 6] >= 0.5, 1.0, 0.0))
     np.testing.assert_allclose(policy.score(obs, goal), fixture["scores"], rtol=1e-5, atol=1e-5)
 
 
