@@ -113,3 +113,19 @@ def test_experiment_row_trains_evaluates_every_widowx_task_and_resumes_longer(tm
     assert again["mean"]["per_task"].keys() == set(widowx.TASKS)
     assert again["model_config"]["hidden_width"] == 16 and "overrides" not in again
     assert (model.stat().st_mtime_ns, model.read_bytes()) == before  # nothing trained or rewritten
+
+
+def test_ranking_table_averages_the_saved_rows_of_each_seed(tmp_path, monkeypatch):
+    ranking = _load("ranking_table")
+    rows = tmp_path / "experiments"
+    rows.mkdir()
+    per_task = {t: 0.5 for t in ranking.TASKS}
+    for name, success in (("a0", 0.2), ("a1", 0.4), ("b0", 0.9)):
+        (rows / f"{name}.json").write_text(json.dumps({"sampled": {"success": success, "per_task": per_task},
+                                                       "mean": {"success": success / 2, "per_task": per_task}}))
+    monkeypatch.setattr(ranking, "ROWS", rows)
+    monkeypatch.setattr(ranking, "TABLES", {100: {"A": ["a0", "a1", "a2_missing"], "B": ["b0"], "C": ["none"]}})
+    lines = ranking.table(100).splitlines()
+    assert len(lines) == 4  # header, rule, A, B (C has no saved row)
+    assert lines[2].startswith("| A | 0, 1 | **30.0 ± 14.1%** | 20.0, 40.0 | 15.0 ± 7.1% | 50 |")
+    assert lines[3].startswith("| B | 0 | **90.0%** | 90.0 | 45.0% |")
