@@ -129,3 +129,22 @@ def test_ranking_table_averages_the_saved_rows_of_each_seed(tmp_path, monkeypatc
     assert len(lines) == 4  # header, rule, A, B (C has no saved row)
     assert lines[2].startswith("| A | 0, 1 | **30.0 ± 14.1%** | 20.0, 40.0 | 15.0 ± 7.1% | 50 |")
     assert lines[3].startswith("| B | 0 | **90.0%** | 90.0 | 45.0% |")
+
+
+def test_reach_precision_replays_crl_evals_reach_episodes(tmp_path):
+    """bench/reach_precision.py: the same episodes as `crl eval` (seed 100): its success
+    matches the evaluation's for the bundled model's first reach episodes."""
+    pytest.importorskip("mujoco")
+    from crl_ros.learning.policy import Policy
+    from crl_ros.sim.rollout import PolicyActor, evaluate
+
+    model = str(Path(__file__).resolve().parents[1] / "models" / "widowx_stable_crl.pt")
+    result = _load("reach_precision").main(["--model", model, "--episodes", "3", "--out", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text()) == result
+    evaluated = evaluate("widowx", "reach", PolicyActor(Policy.load(model, device="cpu")), 3, seed=100)["reach"]
+    assert sum(e["success"] for e in result["episodes"]) == evaluated["successes"]
+    assert sum(e["steps"] for e in result["episodes"]) / 3 == pytest.approx(evaluated["mean_steps"])  # the same episodes
+    for e in result["episodes"]:
+        assert e["closest_cm"] <= e["final_cm"] + 1e-9
+        if e["success"]:
+            assert e["final_cm"] <= 3.0 + 1e-6  # the reach tolerance

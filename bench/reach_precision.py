@@ -1,0 +1,68 @@
+"""How close a model's arm gets to `reach` goals: per episode of `crl eval`'s reach episodes
+(evaluation seed 100, the same starts, goals and action noise), the start-to-goal distance,
+the closest approach, where the episode ended and whether it succeeded (3 cm tolerance).
+
+    python bench/reach_precision.py [--model models/widowx_stable_crl.pt] [--episodes 20]
+
+Writes bench/results/reach_precision.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crl_ros.learning.policy import Policy
+from crl_ros.sim import widowx
+from crl_ros.sim.rollout import PolicyActor, episode_seed
+
+OUT = Path(__file__).resolve().parent / "results" / "reach_precision.json"
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="models/widowx_stable_crl.pt")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=100)
+    p.add_argument("--out", default=str(OUT))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    policy = Policy.load(args.model, device="cpu")
+    actor = PolicyActor(policy)  # the model's own sampling and gripper settings, as crl eval
+    env = widowx.make_env("reach", image_size=policy.image_shape[0])
+    task_key = widowx.TASKS.index("reach")
+    episodes = []
+    try:
+        for i in range(args.episodes):  # the seeds crl_ros.sim.rollout.evaluate uses
+            actor.seed(episode_seed(args.seed, task_key, i, 1))
+            obs, info = env.reset(seed=episode_seed(args.seed, task_key, i))
+            goal = np.asarray(env.sim.goal_scene.ee_xyz, float)
+            start = np.asarray(env.sim.reading().ee_xyz, float)
+            closest, success, steps = float("inf"), False, 0
+            while steps < env.max_episode_steps and not success:
+                action = np.clip(actor(obs, info["goal_image"]), env.action_space.low, env.action_space.high)
+                obs, _, _, _, step_info = env.step(action)
+                steps += 1
+                distance = float(np.linalg.norm(np.asarray(env.sim.reading().ee_xyz) - goal))
+                closest = min(closest, distance)
+                success = bool(step_info["success"])
+            episodes.append({"episode": i, "success": success, "steps": steps,
+                             "start_to_goal_cm": 100 * float(np.linalg.norm(goal - start)),
+                             "closest_cm": 100 * closest, "final_cm": 100 * distance,
+                             "goal_xyz": [round(float(v), 4) for v in goal]})
+            print(episodes[-1], flush=True)
+    finally:
+        env.close()
+    result = {"model": args.model, "seed": args.seed, "gripper": policy.gripper_mode,
+              "sampled": policy.samples_by_default, "episodes": episodes,
+              "success_rate": float(np.mean([e["success"] for e in episodes]))}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
