@@ -334,6 +334,12 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:  # rclpy's RCLError ("context is not valid") subclasses it
+        # A signal can shut the context down between two of spin's waits; the next wait set
+        # then fails with RCLError instead of ExternalShutdownException (seen on a loaded
+        # machine). That is the same clean stop; anything with the context still up is not.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             close = getattr(node, "close", None)

@@ -36,3 +36,37 @@ def test_node_stops_cleanly(procs, tmp_path, node, how):
     assert code == 0, log
     for bad in ("Traceback", "RCLError", "EGLError", "Exception in thread"):
         assert bad not in log, log
+
+
+def test_run_node_treats_the_context_going_away_under_spin_as_a_clean_stop(monkeypatch):
+    """A signal can shut rclpy's context down between two of spin's waits; the next wait set
+    then raises RCLError ("context is not valid") instead of ExternalShutdownException. run_node
+    exits 0 and still closes the node; a RuntimeError while the context is up is re-raised."""
+    import rclpy
+    from rclpy._rclpy_pybind11 import RCLError
+
+    from crl_ros.nodes import common
+
+    closed = []
+
+    class FakeNode:
+        def close(self):
+            closed.append(True)
+
+        def destroy_node(self):
+            pass
+
+    def spin_after_shutdown(node):
+        rclpy.shutdown()  # what the SIGINT handler does
+        raise RCLError("failed to initialize wait set: the given context is not valid")
+
+    monkeypatch.setattr(rclpy, "spin", spin_after_shutdown)
+    assert common.run_node(FakeNode, args=[]) == 0 and closed == [True]
+
+    def spin_fails(node):
+        raise RuntimeError("a real failure")
+
+    monkeypatch.setattr(rclpy, "spin", spin_fails)
+    with pytest.raises(RuntimeError, match="a real failure"):
+        common.run_node(FakeNode, args=[])
+    assert closed == [True, True] and not rclpy.ok()
