@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from crl_ros.learning.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
+from crl_ros.learning.gripper import GRIPPER_MODES, snap_gripper
 
 
 class PolicyInputError(ValueError):
@@ -160,8 +161,6 @@ class Policy:
 
     @gripper_mode.setter
     def gripper_mode(self, mode: str | None) -> None:
-        from crl_ros.learning.agents.common import GRIPPER_MODES
-
         if mode is None:
             mode = str(getattr(self.agent.config, "eval_gripper", "continuous"))
         if mode not in GRIPPER_MODES:
@@ -173,7 +172,7 @@ class Policy:
         lo = 0.0 if self._low is None else float(self._low[i])
         hi = 1.0 if self._high is None else float(self._high[i])
         actions = np.array(actions, copy=True)
-        actions[:, i] = np.where(actions[:, i] >= 0.5 * (lo + hi), hi, lo)
+        actions[:, i] = snap_gripper(actions[:, i], lo, hi)
         return actions
 
     # -- inference ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from crl_ros.learning.gripper import snap_gripper
 from crl_ros.nodes import common
 from crl_ros.robot import actions, kinematics
 from crl_ros.robot.safety import ActionGuard, ArmState, JointGuard, UnsafeCommand, Watchdog, gripper_to_finger
@@ -87,7 +88,7 @@ class InterbotixBackend:
         self.bot.arm.set_joint_positions([float(v) for v in q6], moving_time=max(seconds, 0.1),
                                          accel_time=max(seconds, 0.1) / 4, blocking=False)
         if gripper01 is not None:
-            want_open = gripper01 >= 0.5
+            want_open = snap_gripper(float(gripper01)) == 1.0
             if want_open != self._gripper_open:
                 (self.bot.gripper.release if want_open else self.bot.gripper.grasp)(delay=0.0)
                 self._gripper_open = want_open

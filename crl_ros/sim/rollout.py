@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from crl_ros.learning.gripper import snap_gripper
 from crl_ros.sim.suites import get_suite
 
 Actor = Callable[[dict, np.ndarray], np.ndarray]
@@ -102,8 +103,7 @@ class BinaryGripper:
     def __call__(self, obs: dict, goal_image: np.ndarray) -> np.ndarray:
         action = np.array(self.actor(obs, goal_image), dtype=np.float32, copy=True)
         if self._index is not None:
-            lo, hi = self._bounds
-            action[self._index] = hi if action[self._index] >= 0.5 * (lo + hi) else lo
+            action[self._index] = snap_gripper(float(action[self._index]), *self._bounds)
         return action
 
 

@@ -15,6 +15,7 @@ from crl_ros.learning import distributed
 from crl_ros.learning.agents.base import Agent
 from crl_ros.learning.augment import batch_coin, color_jitter, random_resized_crop, random_shift
 from crl_ros.learning.networks import NetworkConfig, images_to_float
+from crl_ros.learning.gripper import GRIPPER_MODES
 from crl_ros.learning.precision import resolve_bf16
 
 
@@ -30,10 +31,6 @@ LEGACY_VALUES: dict[str, Any] = {
     "eval_sample": False,
     "eval_gripper": "continuous",
 }
-
-#: how `Policy` executes the action named "gripper" (see AgentConfig.eval_gripper)
-GRIPPER_MODES = ("continuous", "binary")
-
 
 @dataclass
 class AgentConfig(NetworkConfig):
