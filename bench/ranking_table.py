@@ -24,11 +24,11 @@ TABLES = {
         "GCBC": ["r2_gcbc_reach_binary", "r2_gcbc_reach_seed1_binary", "r5_gcbc_6k_seed2"],
         "CRL without the design decisions": ["r2_nodesign_mc_reach_binary", "r5_nodesign_6k_seed1",
                                              "r5_nodesign_6k_seed2"],
-        "GC-IQL": ["r2_gciql_reach_binary", "r5_gciql_6k_seed1", "r5_gciql_6k_seed2"],
+        "GC-IQL": ["r2_gciql_reach_binary", "r5_gciql_6k_seed1", "r6_gciql_6k_seed2"],
     },
     32000: {
-        "Stable CRL": ["../gripper/W12_stable_crl_32k_binary", "r5_mc_32k_seed1_binary"],
-        "GCBC": ["../gripper/W14_gcbc_32k_binary", "r5_gcbc_32k_seed1_binary"],
+        "Stable CRL": ["../gripper/W12_stable_crl_32k_binary", "r5_mc_32k_seed1_binary", "r6_mc_32k_seed2"],
+        "GCBC": ["../gripper/W14_gcbc_32k_binary", "r5_gcbc_32k_seed1_binary", "r6_gcbc_32k_seed2"],
     },
 }
 
