@@ -14,8 +14,8 @@ from torch.profiler import record_function
 from crl_ros.learning import distributed
 from crl_ros.learning.agents.base import Agent
 from crl_ros.learning.augment import batch_coin, color_jitter, random_resized_crop, random_shift
-from crl_ros.learning.networks import NetworkConfig, images_to_float
 from crl_ros.learning.gripper import GRIPPER_MODES
+from crl_ros.learning.networks import NetworkConfig, images_to_float
 from crl_ros.learning.precision import resolve_bf16
 
 
