@@ -29,6 +29,9 @@ TABLES = {
     32000: {
         "Stable CRL": ["../gripper/W12_stable_crl_32k_binary", "r5_mc_32k_seed1_binary", "r6_mc_32k_seed2"],
         "GCBC": ["../gripper/W14_gcbc_32k_binary", "r5_gcbc_32k_seed1_binary", "r6_gcbc_32k_seed2"],
+        "CRL without the design decisions": ["r7_nodesign_32k_seed0", "r7_nodesign_32k_seed1",
+                                             "r7_nodesign_32k_seed2"],
+        "GC-IQL": ["r7_gciql_32k_seed0", "r7_gciql_32k_seed1", "r7_gciql_32k_seed2"],
     },
 }
 
