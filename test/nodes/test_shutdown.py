@@ -16,6 +16,12 @@ NODES = {
     "sim_node": dict(image_width=160, image_height=120),
 }
 
+#: nodes whose name is in the graph well before they finish starting: policy_node imports torch
+#: and loads its model after it has joined the graph (more than 1 s on a loaded 2-core machine).
+#: A Ctrl-C in that window has ended it with exit -2 and no output (a known fault, not yet
+#: fixed: README, "Tests and benchmarks"); this test is about a node that is up.
+READY_TOPIC = {"policy_node": "/action"}
+
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("node", sorted(NODES))
@@ -28,6 +34,11 @@ def test_node_stops_cleanly(procs, tmp_path, node, how):
     proc = ros.start(node, name=f"{node}_{how.lower()}", **params)
     ros.wait_for(lambda: any(n.endswith(f"{node}_{how.lower()}") for n in ros.node.get_node_names()), 60,
                  f"{node} up", procs=[proc])
+    if node in READY_TOPIC:  # up = done starting: the publisher made after its slow start exists
+        full = f"{node}_{how.lower()}"
+        ros.wait_for(lambda: any(t == READY_TOPIC[node] for t, _ in
+                                 ros.node.get_publisher_names_and_types_by_node(full, "/")), 60,
+                     f"{node} started", procs=[proc])
     ros.spin_for(1.0)  # let timers and threads run
     assert proc.alive(), proc.log()
     proc.proc.send_signal(getattr(signal, how))
