@@ -31,13 +31,12 @@ def test_node_stops_cleanly(procs, tmp_path, node, how):
     ros = procs
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "frame.png")
     params = {k: (v.format(tmp=tmp_path) if isinstance(v, str) else v) for k, v in NODES[node].items()}
-    proc = ros.start(node, name=f"{node}_{how.lower()}", **params)
-    ros.wait_for(lambda: any(n.endswith(f"{node}_{how.lower()}") for n in ros.node.get_node_names()), 60,
-                 f"{node} up", procs=[proc])
+    name = f"{node}_{how.lower()}"
+    proc = ros.start(node, name=name, **params)
+    ros.wait_for(lambda: any(n.endswith(name) for n in ros.node.get_node_names()), 60, f"{node} up", procs=[proc])
     if node in READY_TOPIC:  # up = done starting: the publisher made after its slow start exists
-        full = f"{node}_{how.lower()}"
         ros.wait_for(lambda: any(t == READY_TOPIC[node] for t, _ in
-                                 ros.node.get_publisher_names_and_types_by_node(full, "/")), 60,
+                                 ros.node.get_publisher_names_and_types_by_node(name, "/")), 60,
                      f"{node} started", procs=[proc])
     ros.spin_for(1.0)  # let timers and threads run
     assert proc.alive(), proc.log()
