@@ -320,17 +320,45 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    # rclpy's SIGINT handler shuts the context down (which ends spin) and then calls the handler
+    # it found installed: Python's default one raises KeyboardInterrupt wherever the main thread
+    # is. During a slow start (policy_node imports torch and loads its model after joining the
+    # graph) that can be inside Python code a C extension runs through PyRun_*; CPython then
+    # marks the interrupt "unhandled" although run_node catches it, and `python -m` (how
+    # `ros2 run` starts a node) exits by re-raising SIGINT: exit -2, no output, the node's
+    # cleanup skipped. So the first Ctrl-C is left to rclpy alone; a second one, if the stop
+    # hangs, raises KeyboardInterrupt as usual.
+    interrupted = []
+    previous_sigint = None
+    if threading.current_thread() is threading.main_thread():
+        def first_ctrl_c_stops_rclpy_only(signum, frame):
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted.append(signum)
+        previous_sigint = signal.signal(signal.SIGINT, first_ctrl_c_stops_rclpy_only)
+    try:
+        return _init_and_spin(rclpy, ExternalShutdownException, factory, args, interrupted)
+    finally:
+        if previous_sigint is not None:
+            signal.signal(signal.SIGINT, previous_sigint)
+
+
+def _init_and_spin(rclpy, ExternalShutdownException, factory, args, interrupted) -> int:
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     try:
         try:
             node = factory()
-        except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
-            if not rclpy.ok():  # Ctrl-C / SIGTERM while starting: the context went first
+        except Exception as exc:
+            if interrupted or not rclpy.ok():  # Ctrl-C / SIGTERM while starting: the context went first
                 return 0
+            if not isinstance(exc, (ValueError, FileNotFoundError, ImportError, RuntimeError)):
+                raise
             # Bad parameters or a missing model/driver: say so in one line, exit non-zero.
             print(f"[crl_ros] cannot start: {exc}", file=sys.stderr)
             return 1
+        if interrupted or not rclpy.ok():  # stopped while starting: the node came up regardless
+            return 0
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
