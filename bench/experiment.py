@@ -55,6 +55,10 @@ def main(argv=None) -> dict:
     p.add_argument("--gripper", choices=["model", "continuous", "binary"], default="model",
                    help="how the evaluation executes the gripper action (model: the model's eval_gripper)")
     p.add_argument("--eval-only", action="store_true", help="evaluate the run's model.pt; do not train")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="fine-tune: a new run starting from MODEL's weights, config and action statistics "
+                        "(--base/--set are then not used); --steps counts the new run's steps")
+    p.add_argument("--eval-task", default="all", help="evaluate one task only (default all)")
     p.add_argument("--workdir", default="runs/experiments")
     p.add_argument("--out", default=None, help="row file (default bench/results/experiments/NAME.json)")
     args = p.parse_args(argv)
@@ -70,16 +74,19 @@ def main(argv=None) -> dict:
         if not model_path.exists():
             p.error(f"--eval-only: {model_path} does not exist")
     else:
-        result = train(args.data, args.algo, None if resume else cfg,
+        init_from = None if resume else args.init_from
+        result = train(args.data, args.algo, None if (resume or init_from) else cfg,
                        TrainConfig(steps=args.steps, seed=args.seed, device="cpu", log_every=100,
-                                   checkpoint_every=1000, progress=False), run, resume=resume)
+                                   checkpoint_every=1000, progress=False), run, resume=resume,
+                       init_from=init_from)
         model_path, steps_per_s = result.model_path, result.steps_per_second
     gripper = None if args.gripper == "model" else args.gripper
     # --eval-only: the row names the model's own config, not this command line's settings
     row = {"name": args.name, "algo": args.algo, "steps": args.steps, "seed": args.seed,
-           "data": [str(d) for d in args.data], "resumed": resume,
+           "data": [str(d) for d in args.data], "resumed": resume, "init_from": args.init_from,
            **({"model_config": Policy.load(model_path, device="cpu").meta.config} if args.eval_only
-              else {"overrides": overrides}),
+              else {"overrides": overrides} if not args.init_from
+              else {"model_config": Policy.load(args.init_from, device="cpu").meta.config}),
            "machine": machine(torch=torch.__version__, torch_threads=torch.get_num_threads()),
            "eval_only": args.eval_only,
            "train_wall_s": None if args.eval_only else time.perf_counter() - start,
@@ -93,7 +100,7 @@ def main(argv=None) -> dict:
         if train_lines else {}
     for sample in ([False] if args.mean_only else [True, False]):
         policy = Policy.load(model_path, device="cpu", gripper=gripper)
-        res = evaluate("widowx", "all", PolicyActor(policy, sample=sample), args.episodes, seed=EVAL_SEED)
+        res = evaluate("widowx", args.eval_task, PolicyActor(policy, sample=sample), args.episodes, seed=EVAL_SEED)
         key = "sampled" if sample else "mean"
         row[key] = {"success": mean_success(res), "per_task": {t: r["success_rate"] for t, r in res.items()}}
         print(args.name, key, f"{100 * row[key]['success']:.1f}%",

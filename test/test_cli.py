@@ -49,6 +49,20 @@ def test_train_then_eval(demos, tmp_path, capsys):
     assert main(["train", "--out", str(run), "--steps", "7", "--resume", "--no-progress"]) == 0
     assert (run / "checkpoints" / "step_0000007.pt").exists()
 
+    tuned = tmp_path / "runs" / "tuned"  # fine-tuning: a new run from the model's weights, no --algo needed
+    assert main(["train", "--data", str(demos), "--out", str(tuned), "--init-from", str(run / "model.pt"),
+                 "--steps", "2", "--no-progress"]) == 0
+    assert json.loads((tuned / "run.json").read_text())["init_from"]["step"] == 7
+    assert (tuned / "checkpoints" / "step_0000002.pt").exists()
+    assert main(["train", "--data", str(demos), "--out", str(tmp_path / "t2"), "--init-from",
+                 str(run / "model.pt"), "--steps", "2", "--set", "hidden_width=8"]) == 2
+    assert "keeps the model's config" in capsys.readouterr().err
+    assert main(["train", "--data", str(demos), "--out", str(tmp_path / "t3"), "--init-from",
+                 str(run / "model.pt")]) == 2
+    assert "needs --data and --steps" in capsys.readouterr().err
+    assert main(["train", "--out", str(run), "--resume", "--init-from", str(run / "model.pt")]) == 2
+    assert "pass one of them" in capsys.readouterr().err
+
     result = tmp_path / "eval.json"
     video = tmp_path / "eval.gif"
     assert main(["eval", "--env", "pointmass", "--task", "all", "--model", str(run / "model.pt"),

@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint, with the run's settings "
                              "(run.json) except those given again")
+    parser.add_argument("--init-from", metavar="MODEL", default=None,
+                        help="fine-tune: a new run that starts from MODEL's weights (model.pt or a step "
+                             "checkpoint), keeping its algorithm, config and action statistics; the optimiser "
+                             "and the step count start afresh (needs --data and --steps)")
     parser.add_argument("--force", action="store_true",
                         help="start over in a non-empty --out (the old run is renamed, not deleted)")
     parser.add_argument("--log-every", type=int, default=None,
@@ -132,7 +136,15 @@ def _train(args: argparse.Namespace) -> int:
     agent_config = None
     settings = {dest: getattr(args, dest) for dest in RESUMED_SETTINGS if getattr(args, dest) is not None}
     profile = None
-    if args.resume:
+    if args.resume and args.init_from:
+        return fail("--init-from starts a new run; --resume continues one: pass one of them", 2)
+    if args.init_from:
+        if overrides or args.config or args.profile:
+            return fail("--init-from keeps the model's config; drop --profile/--config/--set/--batch-size", 2)
+        if not args.data or "steps" not in settings:
+            return fail("--init-from needs --data and --steps (the new run's steps)", 2)
+        data = args.data
+    elif args.resume:
         if overrides or args.config or args.profile:
             return fail("--resume continues a run with its saved config; drop --profile/--config/--set/--batch-size", 2)
         data = args.data
@@ -173,7 +185,7 @@ def _train(args: argparse.Namespace) -> int:
                              compile=args.compile, progress=not args.no_progress)
         evaluator = make_sim_evaluator(args.eval_env, args.eval_episodes or 10) if args.eval_env else None
         result = train(data, args.algo, agent_config, config, out, resume=args.resume, force=args.force,
-                       evaluator=evaluator)
+                       evaluator=evaluator, init_from=args.init_from)
     except TrainInterrupted as exc:
         from crl_ros.learning import distributed
         if distributed.is_main_process():

@@ -188,11 +188,16 @@ def dataset_provenance(data: Dataset, paths: Sequence[str | os.PathLike]) -> dic
 
 def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_config: Any, config: TrainConfig,
           out_dir: str | os.PathLike, resume: bool = False, force: bool = False,
-          evaluator: Evaluator | None = None) -> TrainResult:
+          evaluator: Evaluator | None = None, init_from: str | os.PathLike | None = None) -> TrainResult:
     """Train `algorithm` offline on `data` (dataset paths or a loaded Dataset) into `out_dir`.
 
     With ``resume`` the algorithm, agent config and action statistics come from the latest
     step checkpoint in `out_dir`; `agent_config` may then be None.
+
+    ``init_from`` (a model.pt or step checkpoint) starts a *new* run from that model's weights
+    (fine-tuning, e.g. on added data): its algorithm and action statistics are kept (the
+    weights mean nothing under other ones), `agent_config` None takes its config too; the
+    optimiser and the step count start afresh, and run.json records where the weights came from.
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
@@ -219,6 +224,16 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     distributed.barrier()
 
     checkpoint = None
+    init = None
+    if init_from is not None:
+        if resume:
+            raise TrainError("--init-from starts a new run from a model's weights; it cannot be combined with --resume")
+        init = load_checkpoint(init_from)
+        if algorithm and algorithm != init.meta.algorithm:
+            raise TrainError(f"--init-from: {init.path} is a {init.meta.algorithm} model, not {algorithm}")
+        algorithm = init.meta.algorithm
+        if agent_config is None:
+            agent_config = config_from_checkpoint(algorithm, init.meta.config)
     if resume:
         found = list_step_checkpoints(out)
         if not found:
@@ -238,9 +253,10 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     meta_ds = dataset.metadata
     seed_everything(config.seed)
     # Each process draws its own batches (process 0 keeps the single-process seed).
+    stats_from = checkpoint if checkpoint is not None else init
     sampler = Sampler(dataset, device, seed=config.seed + rank * 1_000_003,
-                      action_mean=None if checkpoint is None else np.asarray(checkpoint.meta.action_mean),
-                      action_std=None if checkpoint is None else np.asarray(checkpoint.meta.action_std),
+                      action_mean=None if stats_from is None else np.asarray(stats_from.meta.action_mean),
+                      action_std=None if stats_from is None else np.asarray(stats_from.meta.action_std),
                       normalize_actions=agent_config.normalize_actions)
     agent = make_agent(algorithm, agent_config, image_shape=meta_ds.image_shape, action_dim=meta_ds.action_dim,
                        device=device)
@@ -276,9 +292,22 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
                               action_mean=sampler.action_mean, action_std=sampler.action_std)
         if main:
             print(f"resuming {algorithm} from {checkpoint.path} at step {start_step}")
-    elif main:
+    if init is not None:
+        if tuple(init.meta.image_shape) != tuple(meta_ds.image_shape) or init.meta.action_dim != meta_ds.action_dim:
+            raise TrainError(f"--init-from: the data ({meta_ds.image_shape}, {meta_ds.action_dim} actions) does not "
+                             f"match {init.path} ({init.meta.image_shape}, {init.meta.action_dim} actions)")
+        from crl_ros.learning.policy import load_deployable_state
+        load_deployable_state(agent, {k: v.float() if v.is_floating_point() else v for k, v in init.model.items()},
+                              init.path)
+        target = getattr(agent, "target_critic", None)
+        if target is not None:  # a deployable model carries no target network: it starts as the critic
+            target.load_state_dict(agent.critic.state_dict())
+        if main:
+            print(f"crl train: {algorithm} initialised from {init.path} (its step {init.meta.step})", flush=True)
+    if checkpoint is None and main:
         (out / "run.json").write_text(json.dumps({
             "algorithm": algorithm, "agent_config": config_to_dict(agent_config),
+            "init_from": None if init is None else {"path": str(init.path), "step": init.meta.step},
             "train_config": dataclasses.asdict(config), "device": str(device), **precision,
             "dataset": meta.dataset, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
 

@@ -235,8 +235,10 @@ def demo_tasks(suite_name: str, task_or_play: str) -> list[str]:
         return list(suite.play_tasks)
     if task_or_play == "all":
         return list(suite.TASKS)
-    if task_or_play not in suite.TASKS and task_or_play not in suite.play_tasks:
-        raise ValueError(f"unknown {suite_name} task {task_or_play!r}; choose one of {list(suite.TASKS)}, all or play")
+    data_only = list(getattr(suite, "data_tasks", []))
+    if task_or_play not in suite.TASKS and task_or_play not in suite.play_tasks and task_or_play not in data_only:
+        raise ValueError(f"unknown {suite_name} task {task_or_play!r}; choose one of {list(suite.TASKS)}, all or play"
+                         + (f" (or, data only, {data_only})" if data_only else ""))
     return [task_or_play]
 
 

@@ -137,7 +137,7 @@ def expert_skills(sim) -> list[Skill]:
     """The skill sequence that solves the sim's current task from its start scene."""
     goal = sim.goal_scene
     name = sim.task.name
-    if name == "reach":
+    if name in ("reach", "reach_near"):
         return [move_to(goal.ee_xyz)]
     if name == "push_block":
         return [push_block_to(goal.block_xy), return_to_start]

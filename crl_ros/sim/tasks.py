@@ -110,6 +110,22 @@ def _sample_reach(rng):
     return start, replace(start, ee_xyz=target)
 
 
+#: reach_near (data only): the start is this far from the goal position, in a random direction
+REACH_NEAR_DISTANCE = (0.03, 0.09)
+REACH_WORKSPACE = (np.array([0.15, -0.12, 0.10]), np.array([0.40, 0.20, 0.17]))
+
+
+def _sample_reach_near(rng):
+    """A reach goal as in `reach`, with the arm starting 3-9 cm from it in any direction: the
+    near misses a policy must correct from, which `reach` demonstrations (straight approaches
+    from the rest pose, ended within 1.2 cm) hardly show."""
+    target = rng.uniform(*REACH_WORKSPACE)
+    direction = rng.normal(size=3)
+    offset = direction / np.linalg.norm(direction) * rng.uniform(*REACH_NEAR_DISTANCE)
+    start = _start(rng, ee_xyz=np.clip(target + offset, *REACH_WORKSPACE))
+    return start, replace(start, ee_xyz=target)
+
+
 def _sample_push_block(rng):
     block = rng.uniform([0.20, -0.02], [0.26, 0.03])
     start = _start(rng, block_xy=block)
@@ -187,6 +203,14 @@ def _sample_play(rng):
     return start, arrangement()
 
 
+#: data-only tasks: demonstrations can be recorded for them (`crl demos --task reach_near`),
+#: evaluation never uses them
+DATA_TASK_LIST = [
+    Task("reach_near", "reach: move the gripper to the goal position from 3-9 cm away (data only)", 20,
+         _sample_reach_near, lambda r, g: bool(np.linalg.norm(r.ee_xyz - g.ee_xyz) < REACH_TOLERANCE)),
+]
+DATA_TASKS_BY_NAME = {task.name: task for task in DATA_TASK_LIST}
+
 PLAY_TASK = Task(PLAY_TASK_NAME, "play: a random sequence of sub-skills (no goal, never succeeds)", 100,
                  _sample_play, lambda r, g: False)
 
@@ -195,6 +219,9 @@ def get_task(name: str) -> Task:
     """The task called ``name``: one of TASKS_BY_NAME or the play task."""
     if name == PLAY_TASK_NAME:
         return PLAY_TASK
+    if name in DATA_TASKS_BY_NAME:
+        return DATA_TASKS_BY_NAME[name]
     if name not in TASKS_BY_NAME:
-        raise ValueError(f"unknown widowx task {name!r}; choose one of {list(TASKS_BY_NAME)} or {PLAY_TASK_NAME!r}")
+        raise ValueError(f"unknown widowx task {name!r}; choose one of {list(TASKS_BY_NAME)}, "
+                         f"{PLAY_TASK_NAME!r} or (data only) {list(DATA_TASKS_BY_NAME)}")
     return TASKS_BY_NAME[name]

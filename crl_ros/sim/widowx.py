@@ -20,13 +20,15 @@ from gymnasium import spaces
 
 from crl_ros.robot import actions, kinematics
 from crl_ros.sim import scripted
-from crl_ros.sim.tasks import PLAY_TASK_NAME, TASK_LIST
+from crl_ros.sim.tasks import DATA_TASK_LIST, PLAY_TASK_NAME, TASK_LIST
 from crl_ros.sim.widowx_sim import SUPERSAMPLE, WidowXSim
 
 TASKS = [task.name for task in TASK_LIST]
 DEFAULT_TASK = "pick_place_table"
 #: play data mixes every sub-skill in one randomised scene (see crl_ros.sim.scripted.PlayPolicy)
 play_tasks = [PLAY_TASK_NAME]
+#: tasks recorded for training data only (never evaluated): `crl demos --task reach_near`
+data_tasks = [task.name for task in DATA_TASK_LIST]
 #: agent-config overrides every training on this suite's data needs, whatever the profile:
 #: WidowX end-effector deltas (metres, radians) and the gripper (0/1) differ in scale by ~25x,
 #: so the policy std of 0.15 only means something per dimension on z-scored actions
@@ -35,7 +37,7 @@ DATA_OVERRIDES = ["normalize_actions=true"]
 
 STATE_NAMES = [*kinematics.JOINT_NAMES, "ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper"]
 
-__all__ = ["TASKS", "DEFAULT_TASK", "play_tasks", "STATE_NAMES", "WidowXEnv", "WidowXSim",
+__all__ = ["TASKS", "DEFAULT_TASK", "play_tasks", "data_tasks", "STATE_NAMES", "WidowXEnv", "WidowXSim",
            "make_env", "scripted_policy"]
 
 

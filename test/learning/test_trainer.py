@@ -139,3 +139,50 @@ def test_config_validation():
         if torch.cuda.is_available():
             pytest.skip("CUDA present")
         train([], "gcbc", None, TrainConfig(steps=1, device="cuda"), "unused")
+
+
+@pytest.mark.parametrize("algo", ["stable_crl", "gciql"])
+def test_init_from_starts_a_new_run_from_a_models_weights(data_file, tmp_path, algo):
+    """Fine-tuning: the new run starts at the model's weights (the target critic at its critic),
+    keeps its config and action statistics, starts its step count and optimiser afresh, and
+    run.json says where the weights came from."""
+    first = _run(data_file, tmp_path / "first", algo, steps=6)
+    cfg = TrainConfig(steps=1, seed=3, device="cpu", log_every=1, checkpoint_every=1, progress=False)
+    tuned = train([data_file], algo, None, cfg, tmp_path / "tuned", init_from=first.model_path)
+    src, new = load_checkpoint(first.model_path), _weights(tmp_path / "tuned")
+    assert tuned.step == 1 and new.meta.step == 1 and new.training["step"] == 1
+    assert new.meta.action_mean == src.meta.action_mean and new.meta.action_std == src.meta.action_std
+    assert new.meta.config == src.meta.config
+    # one fresh Adam step moves each weight by about the learning rate; a new network is far away
+    lr = src.meta.config["lr"]
+    for key in src.model:
+        moved = float((new.model[key].float() - src.model[key].float()).abs().max())
+        assert moved <= 1.5 * lr, (key, moved)
+    for key, value in new.model.items():
+        if key.startswith("target_critic."):  # starts as the model's critic (model.pt has no target)
+            twin = src.model["critic." + key[len("target_critic."):]].float()
+            assert float((value.float() - twin).abs().max()) <= 1.5 * lr, key
+    assert any(k.startswith("target_critic.") for k in new.model)
+    fresh = _run(data_file, tmp_path / "fresh", algo, steps=1, seed=3)
+    fresh_model = load_checkpoint(fresh.model_path).model
+    assert max(float((fresh_model[k].float() - src.model[k].float()).abs().max()) for k in src.model) > 100 * lr
+    run = json.loads((tmp_path / "tuned" / "run.json").read_text())
+    assert run["init_from"] == {"path": str(first.model_path), "step": 6}
+
+
+def test_init_from_errors(data_file, tmp_path):
+    from crl_ros.learning.dataset import DatasetWriter
+    from synthetic_data import synthetic_dataset
+
+    first = _run(data_file, tmp_path / "first", "stable_crl", steps=3)
+    cfg = TrainConfig(steps=2, seed=0, device="cpu", progress=False)
+    with pytest.raises(TrainError, match="not gcbc"):
+        train([data_file], "gcbc", None, cfg, tmp_path / "other", init_from=first.model_path)
+    with pytest.raises(TrainError, match="cannot be combined with --resume"):
+        train([data_file], "stable_crl", None, cfg, tmp_path / "first", resume=True, init_from=first.model_path)
+    small = synthetic_dataset(episode_lengths=(12, 20), image_size=24, action_dim=2, seed=1)
+    with DatasetWriter(tmp_path / "small.h5", small.metadata) as writer:
+        for i in range(small.num_episodes):
+            writer.add_episode(*small.episode(i))
+    with pytest.raises(TrainError, match="--init-from: the data"):
+        train([tmp_path / "small.h5"], "stable_crl", None, cfg, tmp_path / "small", init_from=first.model_path)

@@ -128,3 +128,37 @@ def test_play_sometimes_returns_the_arm_to_rest_after_changing_the_scene():
                for _ in range(40) for plan in scripted.feasible_play_plans(env.sim, rng)[1:]]
     env.close()
     assert 0.2 < np.mean(endings) < 0.8
+
+
+def test_reach_near_demos_start_near_the_goal_and_are_never_evaluated(tmp_path):
+    """`--task reach_near` (data only): reach goals from 3-9 cm away in any direction, the near
+    misses `reach` demonstrations hardly show; the expert reaches them; evaluation ignores it."""
+    from crl_ros.sim import tasks, widowx
+    from crl_ros.sim.rollout import demo_tasks
+
+    assert demo_tasks("widowx", "reach_near") == ["reach_near"]
+    assert "reach_near" not in widowx.TASKS and "reach_near" in widowx.data_tasks
+    with pytest.raises(ValueError, match="unknown widowx task 'reach_nearby'"):
+        demo_tasks("widowx", "reach_nearby")
+    rng = np.random.default_rng(0)
+    task = tasks.get_task("reach_near")
+    low, high = tasks.REACH_WORKSPACE
+    offsets = []
+    for _ in range(200):
+        start, goal = task.sample(rng)
+        assert np.all(goal.ee_xyz >= low) and np.all(goal.ee_xyz <= high)
+        assert np.all(start.ee_xyz >= low) and np.all(start.ee_xyz <= high)
+        offsets.append(start.ee_xyz - goal.ee_xyz)
+    offsets = np.array(offsets)
+    distances = np.linalg.norm(offsets, axis=1)
+    assert distances.max() <= 0.09 + 1e-9 and np.median(distances) > 0.04  # clipping only shortens
+    # every direction, not one approach line (as `reach` from the rest pose is): each axis both ways
+    assert np.all((offsets > 0.005).mean(0) > 0.2) and np.all((offsets < -0.005).mean(0) > 0.2)
+    out = tmp_path / "near.h5"
+    assert main(["demos", "--env", "widowx", "--task", "reach_near", "--episodes", "6", "--seed", "1",
+                 "--out", str(out)]) == 0
+    validate(out)
+    data = load(out)
+    assert data.num_episodes == 6
+    with h5py.File(out) as f:
+        assert json.loads(f.attrs["provenance"])["task"] == "reach_near"
