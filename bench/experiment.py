@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from crl_ros.learning.agents import default_config
+from crl_ros.learning.checkpoint import load_checkpoint
 from crl_ros.learning.config import apply_overrides
 from crl_ros.learning.policy import Policy
 from crl_ros.learning.profiles import PROFILES
@@ -86,7 +87,7 @@ def main(argv=None) -> dict:
            "data": [str(d) for d in args.data], "resumed": resume, "init_from": args.init_from,
            **({"model_config": Policy.load(model_path, device="cpu").meta.config} if args.eval_only
               else {"overrides": overrides} if not args.init_from
-              else {"model_config": Policy.load(args.init_from, device="cpu").meta.config}),
+              else {"model_config": load_checkpoint(args.init_from).meta.config}),
            "machine": machine(torch=torch.__version__, torch_threads=torch.get_num_threads()),
            "eval_only": args.eval_only,
            "train_wall_s": None if args.eval_only else time.perf_counter() - start,

@@ -297,8 +297,7 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
             raise TrainError(f"--init-from: the data ({meta_ds.image_shape}, {meta_ds.action_dim} actions) does not "
                              f"match {init.path} ({init.meta.image_shape}, {init.meta.action_dim} actions)")
         from crl_ros.learning.policy import load_deployable_state
-        load_deployable_state(agent, {k: v.float() if v.is_floating_point() else v for k, v in init.model.items()},
-                              init.path)
+        load_deployable_state(agent, init.model, init.path)  # float16 weights are cast on load
         target = getattr(agent, "target_critic", None)
         if target is not None:  # a deployable model carries no target network: it starts as the critic
             target.load_state_dict(agent.critic.state_dict())

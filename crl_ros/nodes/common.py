@@ -337,14 +337,11 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
             interrupted.append(signum)
         previous_sigint = signal.signal(signal.SIGINT, first_ctrl_c_stops_rclpy_only)
     try:
-        return _init_and_spin(rclpy, ExternalShutdownException, factory, args, interrupted)
-    finally:
+        rclpy.init(args=sys.argv if args is None else args)
+    except BaseException:  # bad arguments: rclpy's error as before, the handler put back
         if previous_sigint is not None:
             signal.signal(signal.SIGINT, previous_sigint)
-
-
-def _init_and_spin(rclpy, ExternalShutdownException, factory, args, interrupted) -> int:
-    rclpy.init(args=sys.argv if args is None else args)
+        raise
     node = None
     try:
         try:
@@ -375,4 +372,6 @@ def _init_and_spin(rclpy, ExternalShutdownException, factory, args, interrupted)
                 close()
             node.destroy_node()
         rclpy.try_shutdown()
+        if previous_sigint is not None:
+            signal.signal(signal.SIGINT, previous_sigint)
     return 0

@@ -100,19 +100,22 @@ def _goal(start: Scene, **changes) -> Scene:
 
 
 REACH_MIN_DISTANCE = 0.10
+#: where reach goals are drawn (m): low and high corners of a box
+REACH_WORKSPACE = (np.array([0.15, -0.12, 0.10]), np.array([0.40, 0.20, 0.17]))
+#: reach_near (data only): the start is this far from the goal position, in a random direction
+REACH_NEAR_DISTANCE = (0.03, 0.09)
 
 
 def _sample_reach(rng):
     start = _start(rng)
     target = start.ee_xyz
     while np.linalg.norm(target - start.ee_xyz) < REACH_MIN_DISTANCE:  # goals worth reaching for
-        target = rng.uniform([0.15, -0.12, 0.10], [0.40, 0.20, 0.17])
+        target = rng.uniform(*REACH_WORKSPACE)
     return start, replace(start, ee_xyz=target)
 
 
-#: reach_near (data only): the start is this far from the goal position, in a random direction
-REACH_NEAR_DISTANCE = (0.03, 0.09)
-REACH_WORKSPACE = (np.array([0.15, -0.12, 0.10]), np.array([0.40, 0.20, 0.17]))
+def _reached(reading, goal) -> bool:
+    return bool(np.linalg.norm(reading.ee_xyz - goal.ee_xyz) < REACH_TOLERANCE)
 
 
 def _sample_reach_near(rng):
@@ -163,8 +166,7 @@ def _sample_pick_drawer_place_tray_close(rng):
 
 
 TASK_LIST = [
-    Task("reach", "move the gripper to the goal position", 40, _sample_reach,
-         lambda r, g: bool(np.linalg.norm(r.ee_xyz - g.ee_xyz) < REACH_TOLERANCE)),
+    Task("reach", "move the gripper to the goal position", 40, _sample_reach, _reached),
     Task("push_block", "push the red block to the goal position", 60, _sample_push_block,
          lambda r, g: bool(np.linalg.norm(r.block_xy - g.block_xy) < PUSH_TOLERANCE)),
     Task("open_drawer", "pull the drawer open by its handle", 60, _sample_open_drawer,
@@ -207,7 +209,7 @@ def _sample_play(rng):
 #: evaluation never uses them
 DATA_TASK_LIST = [
     Task("reach_near", "reach: move the gripper to the goal position from 3-9 cm away (data only)", 20,
-         _sample_reach_near, lambda r, g: bool(np.linalg.norm(r.ee_xyz - g.ee_xyz) < REACH_TOLERANCE)),
+         _sample_reach_near, _reached),
 ]
 DATA_TASKS_BY_NAME = {task.name: task for task in DATA_TASK_LIST}
 
