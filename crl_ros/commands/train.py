@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 HELP = "train an agent offline on one or more datasets (.h5)"
@@ -91,14 +92,30 @@ def run(args: argparse.Namespace) -> int:
 
 def _process_main(args: argparse.Namespace) -> None:
     from crl_ros.learning import distributed
+    from crl_ros.learning.trainer import TrainInterrupted
     try:
-        code = _train(args)
+        code = _train(args, reraise_interrupt=True)
+        wait = code == 0
+    except TrainInterrupted as exc:
+        if distributed.is_main_process():
+            print(f"crl train: {exc}", file=sys.stderr)
+        code = exc.exit_code
+        # An agreed stop: every process stopped at the same step and rank 0 is writing the
+        # checkpoint. Wait for it: the launcher ends the other processes as soon as one exits
+        # with a non-zero code, which aborted the write. After an abort nobody waits.
+        wait = not exc.aborted
     except BaseException:
         distributed.shutdown(wait_for_others=False)
         raise
-    distributed.shutdown(wait_for_others=code == 0)
+    distributed.shutdown(wait_for_others=wait)
     if code:
-        sys.exit(code)
+        # Stopped (130/143) or refused with a message: leave with that code but without the
+        # interpreter's teardown, where a gloo worker sometimes aborts (SIGABRT, "terminate
+        # called without an active exception") and the launcher would report a crash instead
+        # of the saved stop. See distributed._worker.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _run_processes(args: argparse.Namespace) -> int:
@@ -116,7 +133,7 @@ def _run_processes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, reraise_interrupt: bool = False) -> int:
     import json
     from pathlib import Path
 
@@ -187,6 +204,8 @@ def _train(args: argparse.Namespace) -> int:
         result = train(data, args.algo, agent_config, config, out, resume=args.resume, force=args.force,
                        evaluator=evaluator, init_from=args.init_from)
     except TrainInterrupted as exc:
+        if reraise_interrupt:
+            raise
         from crl_ros.learning import distributed
         if distributed.is_main_process():
             print(f"crl train: {exc}", file=sys.stderr)

@@ -60,8 +60,12 @@ class TrainInterrupted(RuntimeError):
     """A signal ended the run. ``saved`` is the checkpoint written at ``step`` (None when a
     second signal aborted before it was written; ``last_checkpoint`` is then what --resume uses)."""
 
-    def __init__(self, signum: int, step: int, saved: Path | None, last_checkpoint: Path | None):
+    def __init__(self, signum: int, step: int, saved: Path | None, last_checkpoint: Path | None,
+                 aborted: bool | None = None):
         self.signum, self.step, self.saved, self.last_checkpoint = signum, step, saved, last_checkpoint
+        # aborted: a second signal cut the run short. False for an agreed stop, also in a process
+        # that is not the one writing the checkpoint (``saved`` is None there).
+        self.aborted = saved is None if aborted is None else aborted
         name = signal.Signals(signum).name
         if saved is not None:
             text = f"{name}: stopped at step {step}; checkpoint {saved} written, continue with --resume"
@@ -444,7 +448,7 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
             saved_at_stop = None
             found_now = list_step_checkpoints(out)
             last_saved_path = found_now[-1][1] if found_now else None
-        raise TrainInterrupted(int(stopped_by), step, saved_at_stop, last_saved_path)
+        raise TrainInterrupted(int(stopped_by), step, saved_at_stop, last_saved_path, aborted=stop.aborted)
     elapsed = time.perf_counter() - t_start
     return TrainResult(out_dir=out, model_path=out / MODEL_FILENAME, step=step,
                        steps_per_second=(step - start_step) / max(elapsed, 1e-9), eval=last_eval)

@@ -150,6 +150,7 @@ def test_one_signal_during_a_checkpoint_write_finishes_the_write_and_stops(data_
     with pytest.raises(TrainInterrupted) as info:
         _inprocess(data_file, out, steps=50, checkpoint_every=4)
     assert info.value.exit_code == 130 and info.value.step == 4 and info.value.saved is not None
+    assert not info.value.aborted
     assert [s for s, _ in list_step_checkpoints(out)] == [4]
     assert load_checkpoint(list_step_checkpoints(out)[0][1]).training["step"] == 4
     assert _no_temporary_files(out)
@@ -165,7 +166,7 @@ def test_second_signal_during_a_write_aborts_and_keeps_the_previous_checkpoint(d
     cfg = TrainConfig(steps=8, device="cpu", log_every=1, checkpoint_every=4, progress=False)
     with pytest.raises(TrainInterrupted) as info:
         train([data_file], "stable_crl", None, cfg, out, resume=True)
-    assert info.value.saved is None and "aborted" in str(info.value)
+    assert info.value.saved is None and info.value.aborted and "aborted" in str(info.value)
     assert info.value.last_checkpoint == list_step_checkpoints(out)[-1][1]
     assert [s for s, _ in list_step_checkpoints(out)] == [4]  # the half-written step 8 is gone
     again = load_checkpoint(list_step_checkpoints(out)[0][1])
@@ -274,3 +275,42 @@ def test_sigterm_to_a_two_process_run_saves_once_and_resumes(data_file, tmp_path
                              capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert resumed.returncode == 0, resumed.stderr
     assert [s for s, _ in list_step_checkpoints(out)][-1] == saved[0][0] + 2
+
+
+def test_a_process_that_stopped_on_an_agreed_signal_waits_for_the_checkpoint_writer(monkeypatch, capsys):
+    # Rank 1 saves nothing, so it reaches the exit first. The launcher ends every other process
+    # as soon as one exits non-zero: rank 1 leaving at once aborted rank 0's checkpoint write
+    # (seen with the SIGTERM test above). An agreed stop waits at the barrier; an abort and a
+    # refusal do not; the code reaches the launcher through os._exit (no interpreter teardown).
+    from crl_ros.commands import train as train_cmd
+    from crl_ros.learning import distributed
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code):
+        raise Exited(code)
+
+    calls = []
+    monkeypatch.setattr(distributed, "shutdown", lambda wait_for_others=True: calls.append(wait_for_others))
+    monkeypatch.setattr(distributed, "is_main_process", lambda: False)
+    monkeypatch.setattr(train_cmd.os, "_exit", fake_exit)
+    cases = [(TrainInterrupted(signal.SIGTERM, 7, None, None, aborted=False), True, 143),
+             (TrainInterrupted(signal.SIGINT, 7, None, None, aborted=True), False, 130),
+             (2, False, 2)]
+    for outcome, waits, code in cases:
+        def fake_train(args, reraise_interrupt=False, outcome=outcome):
+            assert reraise_interrupt  # the worker needs to know how the run stopped
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        monkeypatch.setattr(train_cmd, "_train", fake_train)
+        calls.clear()
+        with pytest.raises(Exited) as exited:
+            train_cmd._process_main(None)
+        assert calls == [waits] and exited.value.args == (code,)
+    monkeypatch.setattr(train_cmd, "_train", lambda args, reraise_interrupt=False: 0)
+    calls.clear()
+    train_cmd._process_main(None)  # success: waits for the others, returns to distributed._worker
+    assert calls == [True]
+    assert TrainInterrupted(signal.SIGTERM, 3, None, None).aborted  # unsaid: no checkpoint means aborted
