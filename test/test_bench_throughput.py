@@ -19,5 +19,8 @@ def test_breakdown_names_every_phase_of_a_stable_crl_step(tmp_path):
     assert set(phases) == {"make_batch", "critic_loss", "actor_loss", "backward", "optimizer_step", "target_update"}
     assert all(v["cpu_us_per_step"] > 0 for v in phases.values())
     ops = run["breakdown"]["top_ops"]
-    assert ops and all(o["op"].startswith("aten::") or "::" in o["op"] for o in ops[:3])
+    # operators, not the phase labels; profiler ranges such as "Optimizer.step#Adam.step" may
+    # rank high when the machine is loaded (self time is wall time), so only ask for an aten op
+    assert ops and not {o["op"] for o in ops} & set(phases)
+    assert any(o["op"].startswith("aten::") for o in ops[:3])
     assert 0 < sum(o["share"] for o in ops) <= 1.0 + 1e-6
