@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 HELP = "train an agent offline on one or more datasets (.h5)"
@@ -95,7 +94,7 @@ def _process_main(args: argparse.Namespace) -> None:
     from crl_ros.learning.trainer import TrainInterrupted
     try:
         code = _train(args, reraise_interrupt=True)
-        wait = code == 0
+        wait = False  # only read for a refusal, which the others need not wait for
     except TrainInterrupted as exc:
         if distributed.is_main_process():
             print(f"crl train: {exc}", file=sys.stderr)
@@ -107,15 +106,9 @@ def _process_main(args: argparse.Namespace) -> None:
     except BaseException:
         distributed.shutdown(wait_for_others=False)
         raise
-    distributed.shutdown(wait_for_others=wait)
-    if code:
-        # Stopped (130/143) or refused with a message: leave with that code but without the
-        # interpreter's teardown, where a gloo worker sometimes aborts (SIGABRT, "terminate
-        # called without an active exception") and the launcher would report a crash instead
-        # of the saved stop. See distributed._worker.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    if code:  # stopped (130/143) or refused with a message: that code reaches the launcher
+        distributed.shutdown_and_exit(code, wait_for_others=wait)
+    distributed.shutdown()  # done: distributed._worker exits
 
 
 def _run_processes(args: argparse.Namespace) -> int:

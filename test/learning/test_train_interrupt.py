@@ -294,7 +294,7 @@ def test_a_process_that_stopped_on_an_agreed_signal_waits_for_the_checkpoint_wri
     calls = []
     monkeypatch.setattr(distributed, "shutdown", lambda wait_for_others=True: calls.append(wait_for_others))
     monkeypatch.setattr(distributed, "is_main_process", lambda: False)
-    monkeypatch.setattr(train_cmd.os, "_exit", fake_exit)
+    monkeypatch.setattr(os, "_exit", fake_exit)
     cases = [(TrainInterrupted(signal.SIGTERM, 7, None, None, aborted=False), True, 143),
              (TrainInterrupted(signal.SIGINT, 7, None, None, aborted=True), False, 130),
              (2, False, 2)]
