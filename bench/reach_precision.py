@@ -1,6 +1,8 @@
 """How close a model's arm gets to `reach` goals: per episode of `crl eval`'s reach episodes
 (evaluation seed 100, the same starts, goals and action noise), the start-to-goal distance,
 the closest approach, where the episode ended and whether it succeeded (3 cm tolerance).
+The closest approach's error is also split along the policy camera's ray to the goal (the
+depth a single image shows least) and across it; the summary gives the RMS of each.
 
     python bench/reach_precision.py [--model models/widowx_stable_crl.pt] [--episodes 20]
 
@@ -18,8 +20,18 @@ import torch
 from crl_ros.learning.policy import Policy
 from crl_ros.sim import widowx
 from crl_ros.sim.rollout import PolicyActor, episode_seed
+from crl_ros.sim.widowx_model import CAMERAS
 
 OUT = Path(__file__).resolve().parent / "results" / "reach_precision.json"
+
+
+def ray_split(error: np.ndarray, goal: np.ndarray, camera: str = "overhead") -> tuple[float, float]:
+    """(signed component along the camera's ray to `goal`, norm of the rest) of `error`:
+    positive along = beyond the goal as the camera sees it."""
+    ray = goal - np.asarray(CAMERAS[camera]["pos"], float)
+    ray /= np.linalg.norm(ray)
+    along = float(error @ ray)
+    return along, float(np.linalg.norm(error - along * ray))
 
 
 def main(argv=None) -> dict:
@@ -41,24 +53,32 @@ def main(argv=None) -> dict:
             obs, info = env.reset(seed=episode_seed(args.seed, task_key, i))
             goal = np.asarray(env.sim.goal_scene.ee_xyz, float)
             start = np.asarray(env.sim.reading().ee_xyz, float)
-            closest, success, steps = float("inf"), False, 0
+            closest, closest_xyz, success, steps = float("inf"), start, False, 0
             while steps < env.max_episode_steps and not success:
                 action = np.clip(actor(obs, info["goal_image"]), env.action_space.low, env.action_space.high)
                 obs, _, _, _, step_info = env.step(action)
                 steps += 1
-                distance = float(np.linalg.norm(np.asarray(env.sim.reading().ee_xyz) - goal))
-                closest = min(closest, distance)
+                ee = np.asarray(env.sim.reading().ee_xyz, float)
+                distance = float(np.linalg.norm(ee - goal))
+                if distance < closest:
+                    closest, closest_xyz = distance, ee
                 success = bool(step_info["success"])
+            along, across = ray_split(closest_xyz - goal, goal)
             episodes.append({"episode": i, "success": success, "steps": steps,
                              "start_to_goal_cm": 100 * float(np.linalg.norm(goal - start)),
                              "closest_cm": 100 * closest, "final_cm": 100 * distance,
+                             "closest_along_ray_cm": 100 * along, "closest_across_ray_cm": 100 * across,
                              "goal_xyz": [round(float(v), 4) for v in goal]})
             print(episodes[-1], flush=True)
     finally:
         env.close()
     result = {"model": args.model, "seed": args.seed, "gripper": policy.gripper_mode,
               "sampled": policy.samples_by_default, "episodes": episodes,
-              "success_rate": float(np.mean([e["success"] for e in episodes]))}
+              "success_rate": float(np.mean([e["success"] for e in episodes])),
+              "rms_along_ray_cm": float(np.sqrt(np.mean([e["closest_along_ray_cm"] ** 2 for e in episodes]))),
+              # per axis: the across part spans the image plane's two axes
+              "rms_across_ray_per_axis_cm": float(np.sqrt(np.mean([e["closest_across_ray_cm"] ** 2
+                                                                   for e in episodes]) / 2))}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     return result

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -148,3 +149,22 @@ def test_reach_precision_replays_crl_evals_reach_episodes(tmp_path):
         assert e["closest_cm"] <= e["final_cm"] + 1e-9
         if e["success"]:
             assert e["final_cm"] <= 3.0 + 1e-6  # the reach tolerance
+        # the closest approach's error, split along the camera ray and across it, has its norm
+        assert np.hypot(e["closest_along_ray_cm"], e["closest_across_ray_cm"]) == pytest.approx(e["closest_cm"])
+    assert result["rms_along_ray_cm"] > 0 and result["rms_across_ray_per_axis_cm"] > 0
+
+
+def test_reach_precision_ray_split_is_along_the_camera_ray():
+    """bench/reach_precision.py's depth split: an error along the policy camera's ray to the
+    goal is all 'along' (signed: beyond the goal is positive), one across it none."""
+    from crl_ros.sim.widowx_model import CAMERAS
+
+    split = _load("reach_precision").ray_split
+    goal = np.array([0.3, 0.05, 0.15])
+    ray = goal - np.asarray(CAMERAS["overhead"]["pos"], float)
+    ray /= np.linalg.norm(ray)
+    assert split(0.02 * ray, goal) == pytest.approx((0.02, 0.0), abs=1e-12)
+    assert split(-0.02 * ray, goal) == pytest.approx((-0.02, 0.0), abs=1e-12)
+    across = np.cross(ray, [0.0, 0.0, 1.0])
+    across *= 0.01 / np.linalg.norm(across)
+    assert split(across, goal) == pytest.approx((0.0, 0.01), abs=1e-12)
