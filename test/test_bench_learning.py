@@ -168,3 +168,25 @@ def test_reach_precision_ray_split_is_along_the_camera_ray():
     across = np.cross(ray, [0.0, 0.0, 1.0])
     across *= 0.01 / np.linalg.norm(across)
     assert split(across, goal) == pytest.approx((0.0, 0.01), abs=1e-12)
+
+
+def test_goal_readout_probe_runs_and_splits_its_error_along_the_camera_ray(tmp_path):
+    """bench/goal_readout.py at toy scale: trains the supervised goal read-out on goal
+    images, tests it on crl eval's reach goals, and its ray split is the geometry's."""
+    pytest.importorskip("mujoco")
+    from crl_ros.sim.widowx_model import CAMERAS
+
+    readout = _load("goal_readout")
+    goal = np.array([[0.3, 0.05, 0.15], [0.2, -0.1, 0.1]])
+    ray = goal - np.asarray(CAMERAS["overhead"]["pos"], float)
+    ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+    along, across = readout.ray_errors(goal + 0.01 * ray, goal)
+    assert along == pytest.approx([0.01, 0.01]) and across == pytest.approx([0.0, 0.0], abs=1e-12)
+
+    result = readout.main(["--train-goals", "12", "--test-goals", "4", "--steps", "3", "--augment",
+                           "--out", str(tmp_path / "g.json")])
+    assert json.loads((tmp_path / "g.json").read_text())["probes"] == result["probes"]
+    (row,) = result["probes"]
+    assert row["image_size"] == 48 and row["augment"] and row["steps"] == 3
+    assert row["rms_along_ray_cm"] > 0 and row["rms_across_ray_per_axis_cm"] > 0
+    assert 0.0 <= row["within_3cm"] <= 1.0
