@@ -16,7 +16,6 @@ Writes bench/results/goal_readout.json (or --out).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,13 +28,15 @@ from tqdm import tqdm
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # run as a script: bench_common sits beside it
 from bench_common import machine, write_result  # noqa: E402
+from reach_precision import ray_split  # noqa: E402
 
+from crl_ros.learning.agents.gcbc import GCBCConfig  # noqa: E402
 from crl_ros.learning.augment import random_shift  # noqa: E402
-from crl_ros.learning.networks import ConvEncoder, NetworkConfig  # noqa: E402
+from crl_ros.learning.config import apply_overrides  # noqa: E402
+from crl_ros.learning.networks import ConvEncoder, images_to_float  # noqa: E402
 from crl_ros.learning.profiles import PROFILES  # noqa: E402
 from crl_ros.sim import widowx  # noqa: E402
 from crl_ros.sim.rollout import episode_seed  # noqa: E402
-from crl_ros.sim.widowx_model import CAMERAS  # noqa: E402
 
 OUT = HERE / "results" / "goal_readout.json"
 TRAIN_SEED0 = 10_000
@@ -57,23 +58,13 @@ def goal_images(seeds, sizes) -> tuple[dict[int, np.ndarray], np.ndarray]:
     return {s: np.stack(v) for s, v in images.items()}, np.stack(xyz)
 
 
-def ray_errors(predicted: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per goal: signed error along the camera's ray to the goal, norm of the rest (metres)."""
-    ray = goal - np.asarray(CAMERAS["overhead"]["pos"], float)
-    ray /= np.linalg.norm(ray, axis=1, keepdims=True)
-    error = predicted - goal
-    along = (error * ray).sum(1)
-    return along, np.linalg.norm(error - along[:, None] * ray, axis=1)
-
-
 def probe(train_images, train_xyz, test_images, test_xyz, steps: int, augment: bool, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     size = train_images.shape[1]
-    cpu = dict(o.split("=", 1) for o in PROFILES["cpu"].overrides)
-    cfg = NetworkConfig(encoder_channels=tuple(json.loads(cpu["encoder_channels"])))
+    cfg = apply_overrides(GCBCConfig(), PROFILES["cpu"].overrides_for("gcbc"))  # the cpu profile's sizes
     encoder = ConvEncoder((size, size), 3, cfg)
-    width = int(cpu["hidden_width"])
+    width = cfg.hidden_width
     net = nn.Sequential(encoder, nn.Linear(encoder.output_dim, width), nn.LayerNorm(width), nn.ReLU(),
                         nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3))
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-4)
@@ -86,13 +77,13 @@ def probe(train_images, train_xyz, test_images, test_xyz, steps: int, augment: b
         batch = images[index]
         if augment:  # the training's random shift (pad 4), the same for every image of a sample
             batch = random_shift([batch], 4, generator)[0]
-        loss = ((net(batch.permute(0, 3, 1, 2).float() / 255.0) - targets[index]) ** 2).mean()
+        loss = ((net(images_to_float(batch)) - targets[index]) ** 2).mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     with torch.no_grad():
-        predicted = net(torch.from_numpy(test_images).permute(0, 3, 1, 2).float() / 255.0).numpy() * sd + mu
-    along, across = ray_errors(predicted, test_xyz)
+        predicted = net(images_to_float(torch.from_numpy(test_images))).numpy() * sd + mu
+    along, across = ray_split(predicted - test_xyz, test_xyz)
     distance = np.linalg.norm(predicted - test_xyz, axis=1)
     return {"image_size": size, "augment": augment, "steps": steps, "train_s": round(time.time() - start, 1),
             "final_train_loss": float(loss.detach()),

@@ -25,13 +25,14 @@ from crl_ros.sim.widowx_model import CAMERAS
 OUT = Path(__file__).resolve().parent / "results" / "reach_precision.json"
 
 
-def ray_split(error: np.ndarray, goal: np.ndarray, camera: str = "overhead") -> tuple[float, float]:
-    """(signed component along the camera's ray to `goal`, norm of the rest) of `error`:
-    positive along = beyond the goal as the camera sees it."""
+def ray_split(error: np.ndarray, goal: np.ndarray, camera: str = "overhead") -> tuple[np.ndarray, np.ndarray]:
+    """(signed component along the camera's ray to `goal`, norm of the rest) of `error`, for one
+    [3] or a batch [..., 3] of errors and goals: positive along = beyond the goal as the camera
+    sees it. Also used by bench/goal_readout.py."""
     ray = goal - np.asarray(CAMERAS[camera]["pos"], float)
-    ray /= np.linalg.norm(ray)
-    along = float(error @ ray)
-    return along, float(np.linalg.norm(error - along * ray))
+    ray = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
+    along = (error * ray).sum(-1)
+    return along, np.linalg.norm(error - along[..., None] * ray, axis=-1)
 
 
 def main(argv=None) -> dict:
@@ -63,7 +64,7 @@ def main(argv=None) -> dict:
                 if distance < closest:
                     closest, closest_xyz = distance, ee
                 success = bool(step_info["success"])
-            along, across = ray_split(closest_xyz - goal, goal)
+            along, across = map(float, ray_split(closest_xyz - goal, goal))
             episodes.append({"episode": i, "success": success, "steps": steps,
                              "start_to_goal_cm": 100 * float(np.linalg.norm(goal - start)),
                              "closest_cm": 100 * closest, "final_cm": 100 * distance,

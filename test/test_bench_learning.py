@@ -180,7 +180,7 @@ def test_goal_readout_probe_runs_and_splits_its_error_along_the_camera_ray(tmp_p
     goal = np.array([[0.3, 0.05, 0.15], [0.2, -0.1, 0.1]])
     ray = goal - np.asarray(CAMERAS["overhead"]["pos"], float)
     ray /= np.linalg.norm(ray, axis=1, keepdims=True)
-    along, across = readout.ray_errors(goal + 0.01 * ray, goal)
+    along, across = readout.ray_split(0.01 * ray, goal)  # the batched form of reach_precision's
     assert along == pytest.approx([0.01, 0.01]) and across == pytest.approx([0.0, 0.0], abs=1e-12)
 
     result = readout.main(["--train-goals", "12", "--test-goals", "4", "--steps", "3", "--augment",
