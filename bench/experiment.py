@@ -46,6 +46,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("name")
     p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--data-weights", nargs="+", type=float, default=None, metavar="W",
+                   help="one sampling weight per --data file (crl train --data-weights)")
     p.add_argument("--algo", default="stable_crl", choices=["stable_crl", "gcbc", "gciql"])
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--base", default="cpu", choices=[*PROFILES, "none"])
@@ -78,13 +80,13 @@ def main(argv=None) -> dict:
         init_from = None if resume else args.init_from
         result = train(args.data, args.algo, None if (resume or init_from) else cfg,
                        TrainConfig(steps=args.steps, seed=args.seed, device="cpu", log_every=100,
-                                   checkpoint_every=1000, progress=False), run, resume=resume,
+                                   checkpoint_every=1000, progress=False, data_weights=args.data_weights), run, resume=resume,
                        init_from=init_from)
         model_path, steps_per_s = result.model_path, result.steps_per_second
     gripper = None if args.gripper == "model" else args.gripper
     # --eval-only: the row names the model's own config, not this command line's settings
     row = {"name": args.name, "algo": args.algo, "steps": args.steps, "seed": args.seed,
-           "data": [str(d) for d in args.data], "resumed": resume, "init_from": args.init_from,
+           "data": [str(d) for d in args.data], "data_weights": args.data_weights, "resumed": resume, "init_from": args.init_from,
            **({"model_config": Policy.load(model_path, device="cpu").meta.config} if args.eval_only
               else {"overrides": overrides} if not args.init_from
               else {"model_config": load_checkpoint(args.init_from).meta.config}),

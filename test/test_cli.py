@@ -97,6 +97,12 @@ def test_train_argument_errors(demos, tmp_path, capsys):
                  "--steps", "1"]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "never"), "--resume"]) == 1
+    assert main(["train", "--data", str(demos), str(demos), "--data-weights", "1", "--algo", "gcbc",
+                 "--out", str(tmp_path / "w"), "--steps", "1", "--set", *TINY]) == 1
+    assert "1 data weights for 2 dataset file(s)" in capsys.readouterr().err
+    assert main(["train", "--data", str(demos), "--data-weights", "-1", "--algo", "gcbc",
+                 "--out", str(tmp_path / "w2"), "--steps", "1", "--set", *TINY]) == 1
+    assert "data_weights must be finite, >= 0" in capsys.readouterr().err
 
 
 def test_console_script_help():
@@ -191,3 +197,15 @@ def test_building_the_cli_loads_no_torch_ros_or_simulator():
     code = ("import sys; from crl_ros.cli import build_parser; build_parser(); "
             "bad = [m for m in ('torch', 'rclpy', 'mujoco') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_data_weights_are_kept_on_resume(demos, tmp_path):
+    out = tmp_path / "weighted"
+    common = ["--algo", "gcbc", "--out", str(out), "--set", *TINY, "batch_size=8", "--no-progress",
+              "--checkpoint-every", "1"]
+    assert main(["train", "--data", str(demos), str(demos), "--data-weights", "1", "2", "--steps", "2",
+                 *common]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["train_config"]["data_weights"] == [1.0, 2.0] and run["dataset"]["weights"] == [1.0, 2.0]
+    assert run["train_config"]["steps"] == 3

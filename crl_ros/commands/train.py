@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     profiles = "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values())
     parser.add_argument("--data", nargs="+", help="dataset file(s) (.h5, from `crl convert` or `crl demos`); "
                                                   "on --resume defaults to the run's data")
+    parser.add_argument("--data-weights", nargs="+", type=float, default=None, metavar="W",
+                        help="one sampling weight per --data file: a file of weight 2 is drawn from as if it were "
+                             "listed twice (default: every transition equally likely; on --resume the run's)")
     parser.add_argument("--algo", choices=["stable_crl", "gcbc", "gciql"],
                         help="algorithm (required unless --resume)")
     parser.add_argument("--out", required=True, help="run directory, e.g. runs/NAME")
@@ -66,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: TrainConfig fields (argparse dests of the same name) that --resume takes from the run unless given again
 RESUMED_SETTINGS = ("steps", "seed", "device", "log_every", "checkpoint_every", "checkpoint_minutes",
-                    "keep_checkpoints", "eval_every", "model_dtype")
+                    "keep_checkpoints", "eval_every", "model_dtype", "data_weights")
 
 
 def make_sim_evaluator(env: str, episodes: int, seed: int = 0):

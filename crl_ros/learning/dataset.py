@@ -184,6 +184,8 @@ class Dataset:
     metadata: DatasetMetadata
     proprio: np.ndarray | None = None
     path: Path | None = None
+    #: exclusive frame end of each source file (`load_many`); None: one source
+    source_ends: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -207,6 +209,16 @@ class Dataset:
         mask = np.ones(self.num_frames, dtype=bool)
         mask[self.episode_ends - 1] = False
         return mask
+
+    def source_frame_weights(self, weights: Sequence[float]) -> np.ndarray:
+        """Per-frame sampling weight: frame f of source file i gets ``weights[i]`` (one per file)."""
+        ends = self.source_ends if self.source_ends is not None else np.array([self.num_frames], np.int64)
+        weights = [float(w) for w in weights]
+        if len(weights) != len(ends):
+            raise DatasetError(f"{len(weights)} data weights for {len(ends)} dataset file(s): give one per file")
+        if not all(np.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
+            raise DatasetError(f"data weights must be finite, >= 0 and not all 0, got {weights}")
+        return np.repeat(np.asarray(weights, np.float64), np.diff(np.concatenate([[0], ends])))
 
     def episode(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         s, e = int(self.episode_starts[i]), int(self.episode_ends[i])
@@ -333,4 +345,5 @@ def load_many(paths: Sequence[str | os.PathLike]) -> Dataset:
         images=np.concatenate([d.images for d in parts]),
         actions=np.concatenate([d.actions for d in parts]),
         episode_ends=np.concatenate([d.episode_ends + o for d, o in zip(parts, offsets)]),
-        metadata=first.metadata, proprio=proprio, path=first.path)
+        metadata=first.metadata, proprio=proprio, path=first.path,
+        source_ends=np.cumsum([d.num_frames for d in parts]).astype(np.int64))

@@ -9,6 +9,10 @@ Actions are the dataset's raw ones (the authors'; `action_mean` 0, `action_std` 
 statistics of the transition frames; explicit ``action_mean`` / ``action_std`` (a resumed run's)
 are used as given. The statistics go into the checkpoint, and `Policy` un-normalises with them.
 
+``frame_weights`` (one per frame; `crl train --data-weights` gives each source file one) make
+`sample_transitions` draw frame t with probability proportional to its weight instead of
+uniformly; goal sampling is unchanged (a goal never leaves the episode of t).
+
 Goal conventions: for a transition frame t (one with a next frame in its episode) the
 future goals are frames t + 1 + k, k in [0, K_t] with K_t = episode_end - t - 2, so a goal
 never leaves the episode of t.
@@ -29,7 +33,7 @@ ACTION_STD_FLOOR = 1e-6
 class Sampler:
     def __init__(self, dataset: Dataset, device: torch.device | str, seed: int = 0,
                  action_mean: np.ndarray | None = None, action_std: np.ndarray | None = None,
-                 normalize_actions: bool = False):
+                 normalize_actions: bool = False, frame_weights: np.ndarray | None = None):
         self.device = torch.device(device)
         transition_mask = dataset.transition_mask()
         actions = np.asarray(dataset.actions, dtype=np.float64)
@@ -50,7 +54,20 @@ class Sampler:
 
         self._images = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(self.device)
         self._actions = torch.from_numpy(normalised).to(self.device)
-        self._transition_frames = torch.from_numpy(np.nonzero(transition_mask)[0]).to(self.device)
+        transition_frames = np.nonzero(transition_mask)[0]
+        self._transition_cdf = None
+        if frame_weights is not None:
+            # Weighted draws (e.g. one weight per source file): frames of weight 0 are never drawn,
+            # the others with probability proportional to their weight (inverse CDF on one uniform).
+            weights = np.asarray(frame_weights, dtype=np.float64)
+            if weights.shape != (dataset.num_frames,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError(f"frame_weights: expected {dataset.num_frames} finite weights >= 0")
+            transition_frames = transition_frames[weights[transition_frames] > 0]
+            if not len(transition_frames):
+                raise ValueError("frame_weights: every transition frame has weight 0")
+            cdf = np.cumsum(weights[transition_frames])
+            self._transition_cdf = torch.from_numpy(cdf / cdf[-1]).to(self.device)
+        self._transition_frames = torch.from_numpy(transition_frames).to(self.device)
         self._episode_end = torch.from_numpy(dataset.episode_end_of_frame().astype(np.int64)).to(self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
@@ -71,7 +88,11 @@ class Sampler:
         return self._actions.shape[1]
 
     def sample_transitions(self, batch_size: int) -> torch.Tensor:
-        """Frames t that have a next frame t + 1 in the same episode."""
+        """Frames t that have a next frame t + 1 in the same episode (weighted with ``frame_weights``)."""
+        if self._transition_cdf is not None:
+            u = torch.rand((batch_size,), generator=self.generator, device=self.device, dtype=torch.float64)
+            pick = torch.searchsorted(self._transition_cdf, u, right=True).clamp_(max=len(self._transition_frames) - 1)
+            return self._transition_frames[pick]
         pick = torch.randint(len(self._transition_frames), (batch_size,), generator=self.generator,
                              device=self.device)
         return self._transition_frames[pick]

@@ -45,7 +45,7 @@ from crl_ros.learning import distributed
 from crl_ros.learning.checkpoint import (CheckpointError, CheckpointMeta, MODEL_FILENAME, capture_rng_state,
                                          list_step_checkpoints, load_checkpoint, restore_rng_state,
                                          save_checkpoint, step_checkpoint_path)
-from crl_ros.learning.dataset import Dataset, load_many
+from crl_ros.learning.dataset import Dataset, DatasetError, load_many
 from crl_ros.learning.policy import Policy, resolve_device
 
 #: evaluate(policy) -> {name: scalar}; e.g. {"success": 0.9, "reach_top_left/success": 1.0}
@@ -130,6 +130,9 @@ class TrainConfig:
     amp_bf16: bool = False  # bf16 autocast of the forward passes on CUDA
     compile: bool = False  # torch.compile the agent's update (CUDA; the first steps are slow)
     progress: bool = True  # tqdm bar
+    # one sampling weight per data file: a file of weight 2 is drawn from as if it were listed twice
+    # (its transitions twice as likely as the others'); None: every transition equally likely
+    data_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "log_every", "checkpoint_every"):
@@ -137,6 +140,11 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0 or self.keep_checkpoints < 0 or self.checkpoint_minutes < 0:
             raise ValueError("eval_every, keep_checkpoints and checkpoint_minutes must be >= 0")
+        if self.data_weights is not None:
+            self.data_weights = tuple(float(w) for w in self.data_weights)
+            if not all(math.isfinite(w) and w >= 0 for w in self.data_weights) or not any(self.data_weights):
+                raise ValueError(f"TrainConfig.data_weights must be finite, >= 0 and not all 0, "
+                                 f"got {list(self.data_weights)}")
         if self.model_dtype not in MODEL_DTYPES:
             raise ValueError(f"TrainConfig.model_dtype must be one of {', '.join(MODEL_DTYPES)}, got {self.model_dtype!r}")
 
@@ -185,9 +193,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def dataset_provenance(data: Dataset, paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    return {"paths": [str(Path(p).resolve()) for p in paths], "num_frames": int(data.num_frames),
-            "num_episodes": int(data.num_episodes), "provenance": data.metadata.provenance}
+def dataset_provenance(data: Dataset, paths: Sequence[str | os.PathLike],
+                       weights: Sequence[float] | None = None) -> dict[str, Any]:
+    record = {"paths": [str(Path(p).resolve()) for p in paths], "num_frames": int(data.num_frames),
+              "num_episodes": int(data.num_episodes), "provenance": data.metadata.provenance}
+    if weights is not None:
+        record["weights"] = [float(w) for w in weights]
+    return record
 
 
 def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_config: Any, config: TrainConfig,
@@ -258,10 +270,14 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     seed_everything(config.seed)
     # Each process draws its own batches (process 0 keeps the single-process seed).
     stats_from = checkpoint if checkpoint is not None else init
+    try:
+        frame_weights = None if config.data_weights is None else dataset.source_frame_weights(config.data_weights)
+    except DatasetError as exc:
+        raise TrainError(f"--data-weights: {exc}") from None
     sampler = Sampler(dataset, device, seed=config.seed + rank * 1_000_003,
                       action_mean=None if stats_from is None else np.asarray(stats_from.meta.action_mean),
                       action_std=None if stats_from is None else np.asarray(stats_from.meta.action_std),
-                      normalize_actions=agent_config.normalize_actions)
+                      normalize_actions=agent_config.normalize_actions, frame_weights=frame_weights)
     agent = make_agent(algorithm, agent_config, image_shape=meta_ds.image_shape, action_dim=meta_ds.action_dim,
                        device=device)
     agent.to(device)
@@ -277,7 +293,7 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
         action_dim=meta_ds.action_dim, action_names=list(meta_ds.action_names),
         action_mean=sampler.action_mean.tolist(), action_std=sampler.action_std.tolist(),
         action_low=meta_ds.action_low, action_high=meta_ds.action_high,
-        dataset=dataset_provenance(dataset, paths))
+        dataset=dataset_provenance(dataset, paths, config.data_weights))
 
     start_step = 0
     if checkpoint is not None:
@@ -293,7 +309,8 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
             restore_rng_state(checkpoint.training["rng"])
         else:
             sampler = Sampler(dataset, device, seed=config.seed + rank * 1_000_003 + start_step,
-                              action_mean=sampler.action_mean, action_std=sampler.action_std)
+                              action_mean=sampler.action_mean, action_std=sampler.action_std,
+                              frame_weights=frame_weights)
         if main:
             print(f"resuming {algorithm} from {checkpoint.path} at step {start_step}")
     if init is not None:

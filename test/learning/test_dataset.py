@@ -128,3 +128,7 @@ def test_load_many_concatenates_and_offsets_episodes(tmp_path):
     assert isinstance(d, Dataset)
     np.testing.assert_array_equal(d.episode_ends, [3, 7, 12])
     np.testing.assert_array_equal(d.images[7:], load(tmp_path / "b.h5").images)
+    np.testing.assert_array_equal(d.source_ends, [7, 12])
+    np.testing.assert_array_equal(d.source_frame_weights([1, 2]), [1] * 7 + [2] * 5)
+    # the same file twice is two sources
+    np.testing.assert_array_equal(load_many([tmp_path / "b.h5"] * 2).source_ends, [5, 10])

@@ -112,3 +112,38 @@ def test_images_and_actions_gather(dataset):
     assert sampler.images(idx).dtype == torch.uint8
     assert np.array_equal(sampler.images(idx).numpy(), dataset.images[idx.numpy()])
     assert sampler.actions(idx).dtype == torch.float32
+
+
+def test_frame_weights_draw_each_source_in_proportion(dataset):
+    # two "files": frames [0, 55) and [55, 100); the second weighted 3x
+    import dataclasses
+    two = dataclasses.replace(dataset, source_ends=np.array([55, dataset.num_frames]))
+    weights = two.source_frame_weights([1, 3])
+    sampler = Sampler(two, "cpu", seed=0, frame_weights=weights)
+    idx = sampler.sample_transitions(200_000).numpy()
+    assert two.transition_mask()[idx].all()
+    valid = two.transition_mask()
+    first, second = valid[:55].sum(), valid[55:].sum()
+    expected = first / (first + 3 * second)
+    assert abs((idx < 55).mean() - expected) < 0.01  # 200k draws: std 0.001
+    # within a source the draws stay uniform
+    counts = np.bincount(idx, minlength=two.num_frames)[55:][valid[55:]]
+    assert counts.min() > 0.8 * counts.mean()
+
+
+def test_frame_weight_zero_is_never_drawn_and_bad_weights_are_refused(dataset):
+    import dataclasses
+    from crl_ros.learning.dataset import DatasetError
+    two = dataclasses.replace(dataset, source_ends=np.array([55, dataset.num_frames]))
+    idx = Sampler(two, "cpu", seed=0, frame_weights=two.source_frame_weights([0, 1])).sample_transitions(5000)
+    assert idx.min() >= 55
+    for bad in ([1], [1, 2, 3], [-1, 1], [0, 0], [float("nan"), 1]):
+        with pytest.raises(DatasetError, match="data weights"):
+            two.source_frame_weights(bad)
+
+
+def test_equal_frame_weights_are_the_unweighted_distribution(dataset):
+    sampler = Sampler(dataset, "cpu", seed=0, frame_weights=dataset.source_frame_weights([2.5]))
+    idx = sampler.sample_transitions(50_000).numpy()
+    counts = np.bincount(idx, minlength=dataset.num_frames)[dataset.transition_mask()]
+    assert counts.min() > 0.7 * counts.mean() and counts.max() < 1.3 * counts.mean()

@@ -114,6 +114,27 @@ def test_resume_errors(data_file, tmp_path):
         train([data_file], "gcbc", None, cfg, tmp_path / "crl", resume=True)
 
 
+def test_data_weights_resume_exactly_and_are_recorded(data_file, tmp_path):
+    def run(out, steps, resume=False, weights=(1.0, 3.0)):
+        cfg = TrainConfig(steps=steps, seed=0, device="cpu", log_every=2, checkpoint_every=3, progress=False,
+                          data_weights=weights)
+        return train([data_file, data_file], "stable_crl", None if resume else tiny_config("stable_crl"), cfg,
+                     out, resume=resume)
+    run(tmp_path / "straight", 7)
+    run(tmp_path / "split", 4)
+    run(tmp_path / "split", 7, resume=True)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    _assert_same_state(a, b)
+    assert a.meta.dataset["weights"] == [1.0, 3.0]
+    assert json.loads((tmp_path / "split" / "run.json").read_text())["train_config"]["data_weights"] == [1.0, 3.0]
+    # the weights change the batches (so the weights, not only the data, reach the sampler)
+    run(tmp_path / "even", 7, weights=(1.0, 1.0))
+    even = _weights(tmp_path / "even")
+    assert any(not torch.equal(a.model[k], even.model[k]) for k in a.model)
+    with pytest.raises(TrainError, match="3 data weights for 2 dataset file"):
+        run(tmp_path / "bad", 2, weights=(1.0, 1.0, 1.0))
+
+
 def test_evaluator_is_logged_and_does_not_change_training(data_file, tmp_path):
     calls = []
 
