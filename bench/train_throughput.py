@@ -172,7 +172,12 @@ def main() -> None:
     batch_size = args.batch_size or profile.batch_size or (2048 if device.type == "cuda" else 256)
     steps = args.steps or (50 if device.type == "cuda" else 10)
     dataset = synthetic_dataset(args.frames, args.image_size, action_dim=7)
-    sampler = Sampler(dataset, device, seed=0)
+    samplers = {}  # one per action normalisation: the cpu profile trains on z-scored actions
+
+    def sampler_for(cfg):
+        if cfg.normalize_actions not in samplers:
+            samplers[cfg.normalize_actions] = Sampler(dataset, device, seed=0, normalize_actions=cfg.normalize_actions)
+        return samplers[cfg.normalize_actions]
     results = {"machine": machine_info(device), "image_size": args.image_size, "batch_size": batch_size,
                "timed_steps": steps, "warmup_steps": args.warmup, "overrides": args.overrides,
                "profile": args.profile, "matmul": matmul_kernels(device, max(args.threads)), "runs": []}
@@ -186,6 +191,7 @@ def main() -> None:
                                                      f"bf16={precision == 'bf16'}", *args.overrides])
         agent = make_agent(algo, cfg, dataset.metadata.image_shape, 7, device)
         used = "bf16" if agent.uses_bf16 else "fp32"
+        sampler = sampler_for(cfg)
         sample_seconds = time_calls(lambda: agent.make_batch(sampler, batch_size), device, args.warmup, steps * 5)
         step_counter = iter(range(10 ** 9))
         update = torch.compile(agent.update) if args.compile else agent.update
