@@ -170,6 +170,29 @@ def test_reach_precision_ray_split_is_along_the_camera_ray():
     assert split(across, goal) == pytest.approx((0.0, 0.01), abs=1e-12)
 
 
+def test_reach_precision_splits_episodes_by_goal_height(tmp_path):
+    """The height summary: episodes fall in the workspace's z thirds, and a policy that pulls
+    goals toward the middle height (short below, beyond above) correlates goal z with the
+    along-ray error; --summarize writes the split into a saved result file."""
+    module = _load("reach_precision")
+    heights = [0.105, 0.11, 0.13, 0.14, 0.16, 0.165]
+    episodes = [{"goal_xyz": [0.3, 0.0, z], "closest_along_ray_cm": 100 * (z - 0.135), "success": abs(z - 0.135) < 0.02}
+                for z in heights]
+    split = module.by_goal_height(episodes)
+    thirds = split["thirds"]
+    assert [thirds[k]["episodes"] for k in ("low", "middle", "high")] == [2, 2, 2]
+    assert thirds["low"]["success_rate"] == 0.0 and thirds["middle"]["success_rate"] == 1.0
+    assert thirds["low"]["mean_along_ray_cm"] < 0 < thirds["high"]["mean_along_ray_cm"]
+    assert split["corr_goal_z_along_ray"] == pytest.approx(1.0)
+    # no pull toward the middle: errors unrelated to height give a correlation near 0
+    flat = [dict(e, closest_along_ray_cm=v) for e, v in zip(episodes, [1, -1, -1, 1, 1, -1])]
+    assert abs(module.by_goal_height(flat)["corr_goal_z_along_ray"]) < 0.3
+    saved = tmp_path / "r.json"
+    saved.write_text(json.dumps({"episodes": episodes}))
+    module.main(["--summarize", str(saved)])
+    assert json.loads(saved.read_text())["by_goal_height"] == split
+
+
 def test_goal_readout_probe_runs_and_splits_its_error_along_the_camera_ray(tmp_path):
     """bench/goal_readout.py at toy scale: trains the supervised goal read-out on goal
     images, tests it on crl eval's reach goals, and its ray split is the geometry's."""
