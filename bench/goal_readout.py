@@ -10,6 +10,13 @@ reads the goal to well inside the 3 cm tolerance, a policy that misses by more i
 its learning, not by what the image holds.
 
     python bench/goal_readout.py [--sizes 48] [--train-goals 4000] [--steps 4000] [--augment]
+    python bench/goal_readout.py --encoder-from models/widowx_stable_crl.pt   # a trained policy's encoder
+
+With ``--encoder-from MODEL`` the encoder is a trained policy's, frozen, fed what the policy sees
+at an episode's first step (the start observation and the goal image, stacked), and only the
+head is trained: does the policy's own representation still hold the goal's position? The
+result also gives, as bench/reach_precision.py does for a policy, the read-out's error along the
+ray per third of the goal heights and its correlation with the goal's height.
 
 Writes bench/results/goal_readout.json (or --out).
 """
@@ -28,12 +35,13 @@ from tqdm import tqdm
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # run as a script: bench_common sits beside it
 from bench_common import machine, write_result  # noqa: E402
-from reach_precision import ray_split  # noqa: E402
+from reach_precision import by_goal_height, ray_split  # noqa: E402
 
 from crl_ros.learning.agents.gcbc import GCBCConfig  # noqa: E402
 from crl_ros.learning.augment import random_shift  # noqa: E402
 from crl_ros.learning.config import apply_overrides  # noqa: E402
 from crl_ros.learning.networks import ConvEncoder, images_to_float  # noqa: E402
+from crl_ros.learning.policy import Policy  # noqa: E402
 from crl_ros.learning.profiles import PROFILES  # noqa: E402
 from crl_ros.sim import widowx  # noqa: E402
 from crl_ros.sim.rollout import episode_seed  # noqa: E402
@@ -42,20 +50,60 @@ OUT = HERE / "results" / "goal_readout.json"
 TRAIN_SEED0 = 10_000
 
 
-def goal_images(seeds, sizes) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    """Goal observations (as the env gives them, per size) and goal xyz of reach resets."""
+def goal_images(seeds, sizes, starts: bool = False):
+    """Goal observations (as the env gives them, per size) and goal xyz of reach resets; with
+    `starts`, also the start observations at the smallest size (what a policy sees first)."""
     env = widowx.make_env("reach", image_size=min(sizes))
     images = {s: [] for s in sizes}
-    xyz = []
+    xyz, first = [], []
     try:
         for seed in tqdm(seeds, desc="goal images", leave=False):
-            env.reset(seed=int(seed))
+            obs, _ = env.reset(seed=int(seed))
+            first.append(obs["image"])
             for s in sizes:
                 images[s].append(env.sim.goal_image(s, s, env.camera, observation=True, supersample=env.supersample))
             xyz.append(np.asarray(env.sim.goal_scene.ee_xyz, float))
     finally:
         env.close()
-    return {s: np.stack(v) for s, v in images.items()}, np.stack(xyz)
+    out = ({s: np.stack(v) for s, v in images.items()}, np.stack(xyz))
+    return (*out, np.stack(first)) if starts else out
+
+
+def _head(in_dim: int, width: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, width), nn.LayerNorm(width), nn.ReLU(),
+                         nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3))
+
+
+def _fit(net, inputs, train_xyz, steps, generator, desc, transform=None):
+    """Adam 3e-4, batch 128, MSE on z-scored xyz; returns (predict(inputs) -> xyz, last loss)."""
+    optimiser = torch.optim.Adam([q for q in net.parameters() if q.requires_grad], lr=3e-4)
+    mu, sd = train_xyz.mean(0), train_xyz.std(0)
+    targets = torch.from_numpy((train_xyz - mu) / sd).float()
+    loss = torch.zeros(())
+    for _ in tqdm(range(steps), desc=desc, leave=False):
+        index = torch.randint(0, len(inputs), (128,), generator=generator)
+        batch = inputs[index] if transform is None else transform(inputs[index])
+        loss = ((net(batch) - targets[index]) ** 2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    def predict(x):
+        with torch.no_grad():
+            return net(x).numpy() * sd + mu
+    return predict, float(loss.detach())
+
+
+def _score(predicted, test_xyz) -> dict:
+    along, across = ray_split(predicted - test_xyz, test_xyz)
+    distance = np.linalg.norm(predicted - test_xyz, axis=1)
+    height = by_goal_height([{"goal_xyz": list(g), "closest_along_ray_cm": 100 * float(a), "success": bool(d < 0.03)}
+                             for g, a, d in zip(test_xyz, along, distance)])
+    return {"rms_along_ray_cm": 100 * float(np.sqrt((along ** 2).mean())),
+            "rms_across_ray_per_axis_cm": 100 * float(np.sqrt((across ** 2).mean() / 2)),
+            "median_error_cm": 100 * float(np.median(distance)),
+            "within_3cm": float((distance < 0.03).mean()),
+            "by_goal_height": height}
 
 
 def probe(train_images, train_xyz, test_images, test_xyz, steps: int, augment: bool, seed: int = 0) -> dict:
@@ -64,33 +112,36 @@ def probe(train_images, train_xyz, test_images, test_xyz, steps: int, augment: b
     size = train_images.shape[1]
     cfg = apply_overrides(GCBCConfig(), PROFILES["cpu"].overrides_for("gcbc"))  # the cpu profile's sizes
     encoder = ConvEncoder((size, size), 3, cfg)
-    width = cfg.hidden_width
-    net = nn.Sequential(encoder, nn.Linear(encoder.output_dim, width), nn.LayerNorm(width), nn.ReLU(),
-                        nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3))
-    optimiser = torch.optim.Adam(net.parameters(), lr=3e-4)
-    mu, sd = train_xyz.mean(0), train_xyz.std(0)
-    images = torch.from_numpy(train_images)
-    targets = torch.from_numpy((train_xyz - mu) / sd).float()
+    net = nn.Sequential(encoder, _head(encoder.output_dim, cfg.hidden_width))
     start = time.time()
-    for _ in tqdm(range(steps), desc=f"probe {size}px", leave=False):
-        index = torch.randint(0, len(images), (128,), generator=generator)
-        batch = images[index]
-        if augment:  # the training's random shift (pad 4), the same for every image of a sample
-            batch = random_shift([batch], 4, generator)[0]
-        loss = ((net(images_to_float(batch)) - targets[index]) ** 2).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    with torch.no_grad():
-        predicted = net(images_to_float(torch.from_numpy(test_images))).numpy() * sd + mu
-    along, across = ray_split(predicted - test_xyz, test_xyz)
-    distance = np.linalg.norm(predicted - test_xyz, axis=1)
+    # augment: the training's random shift (pad 4), the same for every image of a sample
+    transform = (lambda b: images_to_float(random_shift([b], 4, generator)[0])) if augment else images_to_float
+    predict, loss = _fit(net, torch.from_numpy(train_images), train_xyz, steps, generator, f"probe {size}px", transform)
+    predicted = predict(images_to_float(torch.from_numpy(test_images)))
     return {"image_size": size, "augment": augment, "steps": steps, "train_s": round(time.time() - start, 1),
-            "final_train_loss": float(loss.detach()),
-            "rms_along_ray_cm": 100 * float(np.sqrt((along ** 2).mean())),
-            "rms_across_ray_per_axis_cm": 100 * float(np.sqrt((across ** 2).mean() / 2)),
-            "median_error_cm": 100 * float(np.median(distance)),
-            "within_3cm": float((distance < 0.03).mean())}
+            "final_train_loss": loss, **_score(predicted, test_xyz)}
+
+
+def frozen_probe(model: str, train, test, steps: int, seed: int = 0) -> dict:
+    """The read-out from `model`'s policy encoder, frozen: `train` and `test` are (start
+    observations, goal images, goal xyz); the encoder sees both images stacked, as the policy does."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    policy = Policy.load(model, device="cpu")
+    encoder = policy.agent.policy.encoder.eval()
+
+    def features(starts, goals):
+        with torch.no_grad():
+            return torch.cat([encoder(torch.cat([images_to_float(torch.from_numpy(s)),
+                                                 images_to_float(torch.from_numpy(g))], 1))
+                              for s, g in zip(np.array_split(starts, max(1, len(starts) // 256)),
+                                              np.array_split(goals, max(1, len(goals) // 256)))])
+    start = time.time()
+    train_features, test_features = features(*train[:2]), features(*test[:2])
+    net = _head(train_features.shape[1], policy.agent.config.hidden_width)
+    predict, loss = _fit(net, train_features, train[2], steps, generator, "frozen probe")
+    return {"encoder_from": model, "image_size": int(train[1].shape[1]), "steps": steps,
+            "train_s": round(time.time() - start, 1), "final_train_loss": loss, **_score(predict(test_features), test[2])}
 
 
 def main(argv=None) -> dict:
@@ -100,11 +151,24 @@ def main(argv=None) -> dict:
     p.add_argument("--test-goals", type=int, default=100, help="crl eval's reach goals, seed 100")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--augment", action="store_true", help="random shift (pad 4) on the training images")
+    p.add_argument("--encoder-from", metavar="MODEL", help="probe this trained policy's encoder, frozen")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     sizes = [int(s) for s in args.sizes.split(",")]
     task_key = widowx.TASKS.index("reach")
+    if args.encoder_from:
+        size = Policy.load(args.encoder_from, device="cpu").image_shape[0]
+        train_images, train_xyz, train_starts = goal_images(range(TRAIN_SEED0, TRAIN_SEED0 + args.train_goals),
+                                                            [size], starts=True)
+        test_images, test_xyz, test_starts = goal_images(
+            [episode_seed(100, task_key, i) for i in range(args.test_goals)], [size], starts=True)
+        row = frozen_probe(args.encoder_from, (train_starts, train_images[size], train_xyz),
+                           (test_starts, test_images[size], test_xyz), args.steps)
+        result = {"machine": machine(torch=torch.__version__), "train_goals": args.train_goals,
+                  "test_goals": args.test_goals, "probes": [row]}
+        write_result(args.out, result)
+        return result
     train_images, train_xyz = goal_images(range(TRAIN_SEED0, TRAIN_SEED0 + args.train_goals), sizes)
     test_images, test_xyz = goal_images([episode_seed(100, task_key, i) for i in range(args.test_goals)], sizes)
     rows = [probe(train_images[s], train_xyz, test_images[s], test_xyz, args.steps, args.augment) for s in sizes]

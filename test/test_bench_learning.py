@@ -213,3 +213,20 @@ def test_goal_readout_probe_runs_and_splits_its_error_along_the_camera_ray(tmp_p
     assert row["image_size"] == 48 and row["augment"] and row["steps"] == 3
     assert row["rms_along_ray_cm"] > 0 and row["rms_across_ray_per_axis_cm"] > 0
     assert 0.0 <= row["within_3cm"] <= 1.0
+
+
+def test_goal_readout_from_a_trained_policys_frozen_encoder(tmp_path):
+    """bench/goal_readout.py --encoder-from: the bundled policy's encoder, frozen, fed the start
+    observation and the goal image stacked; only a head trains; the result splits the error by
+    goal height as reach_precision does."""
+    pytest.importorskip("mujoco")
+    model = str(Path(__file__).resolve().parents[1] / "models" / "widowx_stable_crl.pt")
+    readout = _load("goal_readout")
+    before = Path(model).read_bytes()
+    result = readout.main(["--encoder-from", model, "--train-goals", "10", "--test-goals", "6", "--steps", "3",
+                           "--out", str(tmp_path / "g.json")])
+    (row,) = result["probes"]
+    assert row["encoder_from"] == model and row["image_size"] == 48 and row["steps"] == 3
+    assert sum(t["episodes"] for t in row["by_goal_height"]["thirds"].values()) == 6
+    assert row["rms_along_ray_cm"] > 0 and 0.0 <= row["within_3cm"] <= 1.0
+    assert Path(model).read_bytes() == before  # the model is only read
