@@ -81,10 +81,11 @@ def main(argv=None) -> dict:
         for path in args.summarize:
             height = summarize(path)["by_goal_height"]
             summaries[path] = height
-            rates = " / ".join(f"{t['success_rate']:.2f}" for t in height["thirds"].values())
-            errors = " / ".join(f"{t['mean_along_ray_cm']:+.1f}" for t in height["thirds"].values())
+            show = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731 (an empty third)
+            rates = " / ".join(show(t["success_rate"], ".2f") for t in height["thirds"].values())
+            errors = " / ".join(show(t["mean_along_ray_cm"], "+.1f") for t in height["thirds"].values())
             print(f"{path}: success low/middle/high {rates}, along-ray mean {errors} cm, "
-                  f"corr(goal z, along) {height['corr_goal_z_along_ray']:.2f}")
+                  f"corr(goal z, along) {show(height['corr_goal_z_along_ray'], '.2f')}")
         return summaries
     torch.set_num_threads(1)
     policy = Policy.load(args.model, device="cpu")

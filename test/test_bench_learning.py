@@ -191,6 +191,10 @@ def test_reach_precision_splits_episodes_by_goal_height(tmp_path):
     saved.write_text(json.dumps({"episodes": episodes}))
     module.main(["--summarize", str(saved)])
     assert json.loads(saved.read_text())["by_goal_height"] == split
+    # a run with no high goal (and too few episodes for a correlation) still summarises
+    saved.write_text(json.dumps({"episodes": episodes[:2]}))
+    low_only = module.main(["--summarize", str(saved)])[str(saved)]
+    assert low_only["thirds"]["high"]["success_rate"] is None and low_only["corr_goal_z_along_ray"] is None
 
 
 def test_goal_readout_probe_runs_and_splits_its_error_along_the_camera_ray(tmp_path):
