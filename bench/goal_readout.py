@@ -76,7 +76,7 @@ def _head(in_dim: int, width: int) -> nn.Sequential:
 
 def _fit(net, inputs, train_xyz, steps, generator, desc, transform=None):
     """Adam 3e-4, batch 128, MSE on z-scored xyz; returns (predict(inputs) -> xyz, last loss)."""
-    optimiser = torch.optim.Adam([q for q in net.parameters() if q.requires_grad], lr=3e-4)
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-4)
     mu, sd = train_xyz.mean(0), train_xyz.std(0)
     targets = torch.from_numpy((train_xyz - mu) / sd).float()
     loss = torch.zeros(())
@@ -122,25 +122,22 @@ def probe(train_images, train_xyz, test_images, test_xyz, steps: int, augment: b
             "final_train_loss": loss, **_score(predicted, test_xyz)}
 
 
-def frozen_probe(model: str, train, test, steps: int, seed: int = 0) -> dict:
-    """The read-out from `model`'s policy encoder, frozen: `train` and `test` are (start
-    observations, goal images, goal xyz); the encoder sees both images stacked, as the policy does."""
+def frozen_probe(policy: Policy, train, test, steps: int, seed: int = 0) -> dict:
+    """The read-out from `policy`'s encoder, frozen: `train` and `test` are (start observations,
+    goal images, goal xyz); the encoder sees both images stacked, as the policy does."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    policy = Policy.load(model, device="cpu")
     encoder = policy.agent.policy.encoder.eval()
 
     def features(starts, goals):
+        stacked = torch.cat([images_to_float(torch.from_numpy(starts)), images_to_float(torch.from_numpy(goals))], 1)
         with torch.no_grad():
-            return torch.cat([encoder(torch.cat([images_to_float(torch.from_numpy(s)),
-                                                 images_to_float(torch.from_numpy(g))], 1))
-                              for s, g in zip(np.array_split(starts, max(1, len(starts) // 256)),
-                                              np.array_split(goals, max(1, len(goals) // 256)))])
+            return torch.cat([encoder(chunk) for chunk in stacked.split(256)])
     start = time.time()
     train_features, test_features = features(*train[:2]), features(*test[:2])
     net = _head(train_features.shape[1], policy.agent.config.hidden_width)
     predict, loss = _fit(net, train_features, train[2], steps, generator, "frozen probe")
-    return {"encoder_from": model, "image_size": int(train[1].shape[1]), "steps": steps,
+    return {"image_size": int(train[1].shape[1]), "steps": steps,
             "train_s": round(time.time() - start, 1), "final_train_loss": loss, **_score(predict(test_features), test[2])}
 
 
@@ -157,21 +154,20 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     sizes = [int(s) for s in args.sizes.split(",")]
     task_key = widowx.TASKS.index("reach")
+    train_seeds = range(TRAIN_SEED0, TRAIN_SEED0 + args.train_goals)
+    test_seeds = [episode_seed(100, task_key, i) for i in range(args.test_goals)]
     if args.encoder_from:
-        size = Policy.load(args.encoder_from, device="cpu").image_shape[0]
-        train_images, train_xyz, train_starts = goal_images(range(TRAIN_SEED0, TRAIN_SEED0 + args.train_goals),
-                                                            [size], starts=True)
-        test_images, test_xyz, test_starts = goal_images(
-            [episode_seed(100, task_key, i) for i in range(args.test_goals)], [size], starts=True)
-        row = frozen_probe(args.encoder_from, (train_starts, train_images[size], train_xyz),
-                           (test_starts, test_images[size], test_xyz), args.steps)
-        result = {"machine": machine(torch=torch.__version__), "train_goals": args.train_goals,
-                  "test_goals": args.test_goals, "probes": [row]}
-        write_result(args.out, result)
-        return result
-    train_images, train_xyz = goal_images(range(TRAIN_SEED0, TRAIN_SEED0 + args.train_goals), sizes)
-    test_images, test_xyz = goal_images([episode_seed(100, task_key, i) for i in range(args.test_goals)], sizes)
-    rows = [probe(train_images[s], train_xyz, test_images[s], test_xyz, args.steps, args.augment) for s in sizes]
+        policy = Policy.load(args.encoder_from, device="cpu")
+        size = policy.image_shape[0]
+        train_images, train_xyz, train_starts = goal_images(train_seeds, [size], starts=True)
+        test_images, test_xyz, test_starts = goal_images(test_seeds, [size], starts=True)
+        rows = [{"encoder_from": args.encoder_from,
+                 **frozen_probe(policy, (train_starts, train_images[size], train_xyz),
+                                (test_starts, test_images[size], test_xyz), args.steps)}]
+    else:
+        train_images, train_xyz = goal_images(train_seeds, sizes)
+        test_images, test_xyz = goal_images(test_seeds, sizes)
+        rows = [probe(train_images[s], train_xyz, test_images[s], test_xyz, args.steps, args.augment) for s in sizes]
     result = {"machine": machine(torch=torch.__version__), "train_goals": args.train_goals,
               "test_goals": args.test_goals, "probes": rows}
     write_result(args.out, result)
