@@ -18,7 +18,7 @@ HELP = "representation analyses of a Stable CRL model (interpolate, arm-matching
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from crl_ros.commands import positive_int
+    from crl_ros.argtypes import positive_int
     from crl_ros.sim.suites import task_names
 
     sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)

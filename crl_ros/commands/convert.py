@@ -8,7 +8,7 @@ HELP = "convert rosbag2 recordings (one episode per bag) into a training dataset
 
 def add_arguments(parser) -> None:
     from crl_ros.bags.convert import DEFAULT_MAX_GAP_S, GAP_POLICIES
-    from crl_ros.commands import positive_float, positive_int
+    from crl_ros.argtypes import positive_float, positive_int
 
     parser.add_argument("bags", nargs="+", help="bag directories or .mcap/.db3 files, one episode each")
     parser.add_argument("--out", required=True, help="dataset file to write (.h5)")

@@ -20,7 +20,7 @@ DEMO_TASKS = ("reach", "push_block")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from crl_ros.commands import positive_float, positive_int
+    from crl_ros.argtypes import positive_float, positive_int
     from crl_ros.sim.suites import task_names
 
     tasks = task_names("widowx")

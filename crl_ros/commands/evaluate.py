@@ -9,7 +9,7 @@ HELP = "evaluate a model (or the scripted/random policy) in simulation: success 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from crl_ros.commands import positive_int
+    from crl_ros.argtypes import positive_int
     from crl_ros.sim.suites import SUITES, tasks_help
 
     parser.add_argument("--env", required=True, choices=sorted(SUITES), help="simulated env suite")

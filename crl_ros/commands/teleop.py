@@ -9,7 +9,7 @@ HELP = "teleoperate the arm from the keyboard (publishes `action`; 1/2 start/end
 
 
 def add_arguments(parser) -> None:
-    from crl_ros.commands import positive_float
+    from crl_ros.argtypes import positive_float
 
     parser.add_argument("--hold", type=positive_float, default=0.3,
                         help="seconds a key press keeps moving; key auto-repeat extends it (set it above your "

@@ -37,7 +37,7 @@ def _sim_tasks() -> list[str]:
 
 
 def add_arguments(parser) -> None:
-    from crl_ros.commands import positive_float
+    from crl_ros.argtypes import positive_float
 
     tasks = _sim_tasks()
     parser.add_argument("--sim", action="store_true", help="use the simulated WidowX (sim_node) as robot and camera")

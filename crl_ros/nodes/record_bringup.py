@@ -25,7 +25,7 @@ HELP = "record demonstration episodes to rosbag2 (one bag per episode)"
 
 
 def add_arguments(parser) -> None:
-    from crl_ros.commands import positive_float, positive_int
+    from crl_ros.argtypes import positive_float, positive_int
     from crl_ros.sim.suites import task_names
 
     tasks = task_names("widowx", play=True)
