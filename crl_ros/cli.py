@@ -19,6 +19,7 @@ COMMANDS = {
     "reach-goal": "reach_goal",
     "demo": "demo",
     "analyze": "analyze",
+    "bag": "bag",
 }
 
 

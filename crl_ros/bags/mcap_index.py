@@ -11,7 +11,9 @@ and a message index after each chunk (log time and offset of each message). From
 with `os.pread` from uncompressed chunks, from a cached decompressed chunk otherwise.
 
 Files without a summary or message indexes raise `McapIndexUnavailable`; callers then
-read the file with `rosbags` instead.
+read the file with `rosbags` instead. A file cut short (a recording killed hard) has no
+summary: `crl_ros.bags.recover` scans its records and builds the same index
+(`McapIndex.from_scan`).
 """
 from __future__ import annotations
 
@@ -42,6 +44,25 @@ class _Chunk:
     records_start: int       # file offset of the chunk's (uncompressed) records
     compressed_size: int
     uncompressed_size: int
+    # from a scan of a file without summary (recover.py): channel id -> [(log time, record
+    # offset)], and whether the chunk was cut short (only its first records are on disk)
+    messages: dict | None = None
+    partial: bool = False
+
+
+def decompress(raw: bytes, compression: str, partial: bool = False) -> bytes:
+    """A chunk's records from its compressed bytes. ``partial``: ``raw`` is the start of a
+    stream that was cut short; return what its complete blocks decode to."""
+    if compression == "zstd":
+        try:  # what rosbags uses: the standard library's from Python 3.14, else the backport
+            from compression import zstd
+        except ImportError:
+            from backports import zstd
+        return zstd.ZstdDecompressor().decompress(raw) if partial else zstd.decompress(raw)
+    if compression == "lz4":
+        import lz4.frame
+        return lz4.frame.LZ4FrameDecompressor().decompress(raw) if partial else lz4.frame.decompress(raw)
+    raise McapIndexUnavailable(f"unsupported chunk compression {compression!r}")
 
 
 def _string(buf: bytes, offset: int) -> tuple[str, int]:
@@ -63,6 +84,17 @@ class McapIndex:
         except Exception as exc:  # a damaged summary: let the sequential reader say what is wrong
             self.close()
             raise McapIndexUnavailable(f"unreadable summary: {exc}") from exc
+
+    @classmethod
+    def from_scan(cls, path: str | os.PathLike, channels: dict[int, str], chunks: list[_Chunk]) -> "McapIndex":
+        """The index of a file read record by record (no summary): ``chunks`` carry their messages."""
+        index = cls.__new__(cls)
+        index.path = Path(path)
+        index._file = open(index.path, "rb")
+        index._fd = index._file.fileno()
+        index._cache = {}
+        index.channels, index.chunks = dict(channels), list(chunks)
+        return index
 
     def close(self) -> None:
         if self._file is not None:
@@ -134,6 +166,11 @@ class McapIndex:
 
     def _chunk_entries(self, i: int, wanted: dict) -> list[tuple[int, int, int, str]]:
         out = []
+        if self.chunks[i].messages is not None:  # scanned
+            for cid, messages in self.chunks[i].messages.items():
+                if cid in wanted:
+                    out.extend((t, i, off, wanted[cid]) for t, off in messages)
+            return out
         for cid, offset in self.chunks[i].index_offsets.items():
             if cid not in wanted:
                 continue
@@ -150,17 +187,7 @@ class McapIndex:
         if data is None:
             chunk = self.chunks[i]
             raw = self._pread(chunk.compressed_size, chunk.records_start)
-            if chunk.compression == "zstd":
-                try:  # what rosbags uses: the standard library's from Python 3.14, else the backport
-                    from compression import zstd
-                except ImportError:
-                    from backports import zstd
-                data = zstd.decompress(raw)
-            elif chunk.compression == "lz4":
-                import lz4.frame
-                data = lz4.frame.decompress(raw)
-            else:
-                raise McapIndexUnavailable(f"unsupported chunk compression {chunk.compression!r}")
+            data = decompress(raw, chunk.compression, chunk.partial)
             if len(data) != chunk.uncompressed_size:
                 raise ValueError(f"chunk {i}: {len(data)} bytes after decompression, expected {chunk.uncompressed_size}")
             if len(self._cache) >= 4:

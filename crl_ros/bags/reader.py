@@ -1,8 +1,12 @@
 """Read rosbag2 bags (mcap or sqlite3, zstd-compressed too) with the pure-Python `rosbags`.
 
 Works on bags from `ros2 bag record` and from `BagWriter`: a bag directory with
-metadata.yaml or a bare .mcap / .db3 file. Every failure is a `BagError` whose message
-names the bag (and the topic and time when known). No rclpy here.
+metadata.yaml or a bare .mcap / .db3 file. An .mcap that rosbags cannot open because it
+ends without its summary and footer (a recording killed hard), or whose folder's
+metadata.yaml is missing or does not match it, is read record by record instead
+(`crl_ros.bags.recover`): every complete message is kept and `notes` says what was
+recovered and lost. Every failure is a `BagError` whose message names the bag (and the
+topic and time when known). No rclpy here.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class BagReader:
         self.notes: list[str] = []
         self._reader = None
         self._index = None
+        self.recovered = None  # the McapScan of a damaged .mcap read without rosbags
         if not self.path.exists():
             raise BagError(f"bag {self.path} does not exist")
         storage = resolve_storage(self.path)
@@ -43,8 +48,28 @@ class BagReader:
             self._reader = Reader(storage)
             self._reader.open()
         except Exception as exc:  # rosbags raises ReaderError, yaml, sqlite3, struct errors ...
-            raise BagError(f"bag {self.path} cannot be opened (corrupt or truncated?): {exc}") from exc
+            self._reader = None
+            mcap = _only_mcap(storage)
+            if mcap is None:
+                raise BagError(f"bag {self.path} cannot be opened (corrupt or truncated?): {exc}") from exc
+            self._recover(storage, mcap, exc)
         self._store = typestore()
+
+    def _recover(self, storage: Path, mcap: Path, exc: Exception) -> None:
+        """Read ``mcap`` record by record after rosbags refused it (``exc``)."""
+        from .recover import RecoveryError, scan_mcap
+
+        try:
+            scan = scan_mcap(mcap)
+        except RecoveryError as scan_exc:
+            raise BagError(f"bag {self.path} cannot be opened: {scan_exc}") from exc
+        if not scan.message_count:
+            raise BagError(f"bag {self.path} cannot be opened: {scan.summary()}") from exc
+        if storage.is_dir():
+            self.notes.append(f"warning: the metadata.yaml of {self.path} does not open with its "
+                              f"{mcap.name} ({exc}); read {mcap.name} itself")
+        self.notes.append(f"warning: {scan.summary()}. `crl bag repair {self.path} OUT` writes an indexed copy")
+        self.recovered, self._index = scan, scan.index()
 
     def close(self) -> None:
         if self._index is not None:
@@ -62,13 +87,17 @@ class BagReader:
 
     @property
     def start_ns(self) -> int:
-        return int(self._reader.start_time)
+        return self.recovered.start_ns if self.recovered else int(self._reader.start_time)
 
     @property
     def end_ns(self) -> int:
-        return int(self._reader.end_time)
+        # rosbags' end_time is one past the last message; a recovered bag says the same
+        return self.recovered.end_ns + 1 if self.recovered else int(self._reader.end_time)
 
     def topics(self) -> dict[str, TopicInfo]:
+        if self.recovered:
+            types = {c.topic: self.recovered.msgtype(cid) for cid, c in self.recovered.channels.items()}
+            return {name: TopicInfo(name, types[name], count) for name, count in self.recovered.topic_counts().items()}
         return {name: TopicInfo(name, info.msgtype, int(info.msgcount))
                 for name, info in self._reader.topics.items()}
 
@@ -82,6 +111,10 @@ class BagReader:
 
     def raw_messages(self, topics: Iterable[str]) -> Iterator[tuple[str, int, bytes, str]]:
         """(topic, receive time ns, CDR bytes, msgtype) in bag time order."""
+        if self.recovered:
+            for topic, t, payload, msgtype in self.payload_messages(topics):
+                yield topic, t, payload.read(), msgtype
+            return
         wanted = set(topics)
         conns = [c for c in self._reader.connections if c.topic in wanted]
         last_topic, last_t = None, None
@@ -123,7 +156,9 @@ class BagReader:
 
     def _corrupt(self, last_topic: str | None, last_t: int | None, exc: Exception) -> BagError:
         where = "at the start" if last_t is None else f"after {last_topic} at t={self.seconds(last_t):.3f}s"
-        return BagError(f"bag {self.path} is corrupt or truncated ({where}): {type(exc).__name__}: {exc}")
+        repair = (f"; `crl bag repair {self.path} OUT` copies every message that can be read"
+                  if _only_mcap(resolve_storage(self.path)) else "")
+        return BagError(f"bag {self.path} is corrupt or truncated ({where}): {type(exc).__name__}: {exc}{repair}")
 
     def _mcap_index(self):
         """An McapIndex when the bag is one uncompressed-per-message .mcap with a summary."""
@@ -184,6 +219,14 @@ class Payload:
 
 
 BAG_FILE_SUFFIXES = (".mcap", ".db3")
+
+
+def _only_mcap(storage: Path) -> Path | None:
+    """The .mcap that ``storage`` (from `resolve_storage`) is or holds, when it is just one."""
+    if storage.is_file():
+        return storage if storage.suffix == ".mcap" else None
+    files = sorted(storage.glob("*.mcap"))
+    return files[0] if len(files) == 1 and not list(storage.glob("*.db3")) else None
 
 
 def resolve_storage(path: Path) -> Path:

@@ -79,6 +79,21 @@ class BagWriter:
         self._writer.write(self._connections[topic], int(stamp_ns), bytes(cdr))
         self.message_count += 1
 
+    def flush(self) -> None:
+        """Make everything written so far survive a hard kill (SIGKILL, power loss). rosbags
+        keeps an mcap's open chunk (up to 1 MiB of messages) in memory and commits sqlite3
+        only at close, so a killed recording would hold nothing: close the chunk and sync the
+        file (mcap; `crl bag repair` reads it back without its summary), or commit (sqlite3).
+        Writing goes on as before; metadata.yaml still comes at close."""
+        storage = self._writer.storage
+        if hasattr(storage, "close_chunk"):  # rosbags' McapWriter
+            if storage.chunk.bio.tell():
+                storage.close_chunk()
+            storage.bio.flush()
+            os.fsync(storage.bio.fileno())
+        elif hasattr(storage, "conn"):  # rosbags' Sqlite3Writer
+            storage.conn.commit()
+
     def write(self, topic: str, stamp_ns: int, msg: Any) -> None:
         """Serialise a rosbags message object (see `make_*` helpers) and write it."""
         msgtype = msg.__msgtype__

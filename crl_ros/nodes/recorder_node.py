@@ -11,7 +11,9 @@ library: mcap by default, sqlite3 with ``storage: sqlite3``, zstd with
 (sensor_msgs/CompressedImage, e.g. sim_node's JPEG: ~28x smaller bags); ``raw`` (the
 default) records the topics as named. Topic types are discovered from the graph; a
 topic that appears later is picked up when it does. On shutdown -- Ctrl-C, SIGTERM or a crash in a callback
--- the open bag is closed, so nothing recorded is lost. ``recorder_status``
+-- the open bag is closed, so nothing recorded is lost; killed hard (SIGKILL, power loss), it
+loses at most the last FLUSH_INTERVAL_S: the bag is put on disk that often (mcap without
+its summary and metadata.yaml: `crl convert` and `crl bag repair` read it back). ``recorder_status``
 (std_msgs/String, JSON) says whether an episode is recording, where and how much.
 """
 from __future__ import annotations
@@ -42,6 +44,7 @@ PARAMETERS = [
 
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
+FLUSH_INTERVAL_S = 1.0  # how much of an open episode a hard kill may lose
 
 
 def recorded_topics(topics, image_transport: str = "raw") -> list[str]:
@@ -85,6 +88,7 @@ class RecorderNode(Node):
         self.create_service(Trigger, "end_episode", self.on_end)
         self.create_timer(0.25, self.discover)
         self.create_timer(0.5, self.publish_status)
+        self.create_timer(FLUSH_INTERVAL_S, self.flush)
         self.discover()
         if p["auto_start"]:
             self.start_episode()
@@ -127,6 +131,13 @@ class RecorderNode(Node):
             self.bag.write_raw(topic, time.time_ns(), raw, self.types[topic])
         except BagWriteError as exc:
             self.get_logger().error(f"{exc}", throttle_duration_sec=2.0)
+
+    def flush(self) -> None:
+        if self.bag is not None:
+            try:
+                self.bag.flush()
+            except OSError as exc:  # a full disk: say so, keep recording into memory
+                self.get_logger().error(f"cannot flush {self.bag.path}: {exc}", throttle_duration_sec=10.0)
 
     def start_episode(self) -> str:
         if self.bag is not None:

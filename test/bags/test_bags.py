@@ -127,10 +127,12 @@ def _assert_no_dataset(tmp_path, out):
 
 
 def test_truncated_bag_is_a_clear_error_and_nothing_is_written(tmp_path):
+    # cut inside the mcap header: nothing to recover (cut later, what is complete is converted:
+    # test_recover.py)
     good = write_episode(tmp_path / "good", 1.0)
     bad = write_episode(tmp_path / "bad", 1.0)
     mcap = next(bad.glob("*.mcap"))
-    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    mcap.write_bytes(mcap.read_bytes()[:12])
     out = tmp_path / "data.h5"
     with pytest.raises(BagError, match=r"bad.*(corrupt|truncated)"):
         convert_bags([good, bad], out, ConvertOptions(**OPTS))
