@@ -325,3 +325,55 @@ def goal_beside_view(goal: np.ndarray, view: np.ndarray, scale: int = 1, view_la
     camera view on the right, upscaled by ``scale``, each captioned."""
     out = side_by_side(goal, view, scale=scale)
     return write_labels(out, [(0, "goal"), (goal.shape[1] * scale, view_label)])
+
+
+# -- image shifts: what another camera, lens or exposure does to a frame (crl_ros.sim.shifts) ------
+# Pure functions of a uint8 RGB frame; the observation pipeline above never calls them, so
+# camera_node's pixels are unchanged unless a shift is asked for.
+def adjust_exposure(image: np.ndarray, brightness: float = 0.0, contrast: float = 0.0,
+                    colour: float = 0.0) -> np.ndarray:
+    """White balance, contrast and brightness of an RGB uint8 frame: red gain ``1 + colour``
+    and blue gain ``1 - colour`` (+ = warmer), contrast scaled by ``1 + contrast`` about
+    mid-grey (a fixed pivot, so a goal image and an observation change alike), then
+    ``brightness`` * 255 added; rounded and clipped to uint8."""
+    out = check_rgb(image).astype(np.float32)
+    out *= np.array([1.0 + colour, 1.0, 1.0 - colour], np.float32)
+    out = (out - 127.5) * (1.0 + contrast) + 127.5 + 255.0 * brightness
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def add_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian sensor noise of ``std`` grey levels, independent per pixel and channel."""
+    out = check_rgb(image).astype(np.float32) + rng.normal(0.0, std, image.shape).astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@lru_cache(maxsize=16)
+def _gaussian_taps(sigma: float) -> np.ndarray:
+    radius = max(1, int(np.ceil(3 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float32)
+    taps = np.exp(-0.5 * (x / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of ``sigma`` pixels (taps to 3 sigma, edges mirrored) of an RGB
+    uint8 frame: a defocused lens. ``sigma`` <= 0 returns a copy."""
+    image = check_rgb(image)
+    if sigma <= 0:
+        return image.copy()
+    taps = _gaussian_taps(float(sigma))
+    radius = len(taps) // 2
+    out = image.astype(np.float32)
+    for axis in (0, 1):
+        pad = [(0, 0)] * 3
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="reflect" if out.shape[axis] > radius else "edge")
+        n = out.shape[axis]
+        window = [slice(None)] * 3
+        blurred = np.zeros_like(out)
+        for k, w in enumerate(taps):
+            window[axis] = slice(k, k + n)
+            blurred += w * padded[tuple(window)]
+        out = blurred
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -21,6 +21,28 @@ from crl_ros.sim.suites import get_suite
 
 Actor = Callable[[dict, np.ndarray], np.ndarray]
 
+#: the held-out protocol (docs/results.md, "Held-out protocol and shifts"): evaluation seeds of
+#: `evaluate`. Every choice (profile, checkpoint, fine-tune, threshold) is made on "selection",
+#: the seed every figure before 2026-12-06 used; "test" is used only to report, never to choose.
+EVAL_SEEDS = {"selection": 100, "test": 1000}
+#: episodes per task of a test-seed report
+TEST_EPISODES = 50
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (95% for z = 1.96): the rates p for which
+    ``successes`` of ``n`` is within z standard errors sqrt(p(1-p)/n). Unlike the normal
+    approximation it stays inside [0, 1] and is not empty at 0 or n successes. n = 0 gives (0, 1)."""
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"{successes} successes of {n} episodes")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
 
 def episode_seed(seed: int, *keys: int) -> int:
     """A 32-bit seed derived from ``seed`` and integer keys (task index, episode index)."""
@@ -159,26 +181,30 @@ def run_episode(env, actor: Actor, max_steps: int | None = None, record: bool = 
 
 def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int = 0, image_size: int = 48,
              video_path: str | os.PathLike | None = None, max_steps: int | None = None,
-             progress: bool = False) -> dict[str, dict[str, float]]:
+             progress: bool = False, shift=None) -> dict[str, dict[str, float]]:
     """Success of ``actor`` per task (``task="all"`` runs every task in ``suite.TASKS``).
 
     Episode ``i`` of a task resets with a seed derived from (``seed``, task index, ``i``), so
     the same seed gives the same starts and goals for every actor; an actor with a ``seed``
     method (a sampling `PolicyActor`) is seeded from the same triple, so its episodes are
-    reproducible too. Returns
-    ``{task: {"success_rate", "successes", "episodes", "mean_steps"}}``; with ``video_path``
-    the first episode of each task is saved as one GIF (goal image | camera view).
+    reproducible too. ``shift``: a crl_ros.sim.shifts.ShiftSpec (suites with
+    ``supports_shifts``): each episode's shift is drawn from its reset seed, so the starts
+    and goals are those of the nominal evaluation. Returns ``{task: {"success_rate",
+    "successes", "episodes", "mean_steps", "ci95"}}`` (ci95: the Wilson interval
+    [low, high]); with ``video_path`` the first episode of each task is saved as one GIF
+    (goal image | camera view).
     """
     suite = get_suite(suite_name)
     tasks = list(suite.TASKS) if task == "all" else [task]
     for t in tasks:
         if t not in suite.TASKS and t not in getattr(suite, "play_tasks", []):
             raise ValueError(f"unknown {suite_name} task {t!r}; choose one of {list(suite.TASKS)} or 'all'")
+    env_kwargs = _shift_kwargs(suite_name, shift)
     results: dict[str, dict[str, float]] = {}
     video: list[np.ndarray] = []
     bar = _progress(len(tasks) * episodes, "eval", progress)
     for task_index, t in enumerate(tasks):
-        env = suite.make_env(t, image_size=image_size)
+        env = suite.make_env(t, image_size=image_size, **env_kwargs)
         successes, steps = 0, []
         for i in range(episodes):
             record = video_path is not None and i == 0
@@ -195,7 +221,8 @@ def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int 
                 bar.update(1)
         env.close()
         results[t] = {"success_rate": successes / max(episodes, 1), "successes": successes,
-                      "episodes": episodes, "mean_steps": float(np.mean(steps)) if steps else 0.0}
+                      "episodes": episodes, "mean_steps": float(np.mean(steps)) if steps else 0.0,
+                      "ci95": list(wilson_interval(successes, episodes))}
     if bar is not None:
         bar.close()
     if video_path is not None and video:
@@ -209,16 +236,31 @@ def mean_success(results: dict[str, dict[str, float]]) -> float:
     return sum(r["successes"] for r in results.values()) / max(episodes, 1)
 
 
+def mean_interval(results: dict[str, dict[str, float]]) -> tuple[float, float]:
+    """The Wilson interval of `mean_success`, over all episodes pooled. Tasks that differ in
+    difficulty make the pooled count less spread than one binomial, so it is conservative."""
+    return wilson_interval(sum(r["successes"] for r in results.values()), sum(r["episodes"] for r in results.values()))
+
+
+def _shift_kwargs(suite_name: str, shift) -> dict:
+    """make_env keyword arguments for ``shift``; a ValueError for a suite without shifts."""
+    if not shift:
+        return {}
+    if not getattr(get_suite(suite_name), "supports_shifts", False):
+        raise ValueError(f"the {suite_name} suite has no shifts (they are WidowX camera and scene shifts)")
+    return {"shift": shift}
+
+
 # -- demonstrations -------------------------------------------------------------------------
 _WORKER_ENVS: dict[tuple, Any] = {}
 
 
 def _demo_episode(job: tuple) -> dict[str, Any]:
-    suite_name, task, image_size, seed, index, noise = job
+    suite_name, task, image_size, seed, index, noise, shift = job
     suite = get_suite(suite_name)
-    key = (suite_name, task, image_size)
+    key = (suite_name, task, image_size, shift.describe() if shift else None)
     if key not in _WORKER_ENVS:  # one env per task per process: MuJoCo scenes are slow to build
-        _WORKER_ENVS[key] = suite.make_env(task, image_size=image_size)
+        _WORKER_ENVS[key] = suite.make_env(task, image_size=image_size, **_shift_kwargs(suite_name, shift))
     env = _WORKER_ENVS[key]
     actor = ScriptedActor(suite_name, seed=episode_seed(seed, index, 1), noise=noise)
     ep = run_episode(env, actor, seed=episode_seed(seed, index, 0), until_done=True)
@@ -243,14 +285,18 @@ def demo_tasks(suite_name: str, task_or_play: str) -> list[str]:
 
 
 def collect_demos(suite_name: str, task_or_play: str, episodes: int, seed: int = 0, image_size: int = 48,
-                  workers: int = 1, noise: float | None = None) -> Iterator[dict[str, Any]]:
+                  workers: int = 1, noise: float | None = None, shift=None) -> Iterator[dict[str, Any]]:
     """Yield scripted demonstration episodes in a fixed order (same seed, same data, any ``workers``).
 
     ``task_or_play`` is a task name or ``"play"`` (cycles through the suite's play tasks).
+    ``shift``: a crl_ros.sim.shifts.ShiftSpec drawn per episode (randomised demonstrations);
+    the expert acts on the simulator's state, so its actions are those of the nominal world.
     Each episode: ``images`` [T+1, H, W, C] uint8, ``actions`` [T, A], ``success``, ``task``.
     """
     tasks = demo_tasks(suite_name, task_or_play)
-    jobs = [(suite_name, tasks[i % len(tasks)], image_size, seed, i, noise) for i in range(episodes)]
+    _shift_kwargs(suite_name, shift)  # a suite without shifts fails here, not in a worker
+    shift = shift or None
+    jobs = [(suite_name, tasks[i % len(tasks)], image_size, seed, i, noise, shift) for i in range(episodes)]
     if workers <= 1:
         for job in jobs:
             yield _demo_episode(job)
@@ -262,8 +308,9 @@ def collect_demos(suite_name: str, task_or_play: str, episodes: int, seed: int =
 
 def write_demos(path: str | os.PathLike, suite_name: str, task_or_play: str, episodes: int, seed: int = 0,
                 image_size: int = 48, workers: int = 1, noise: float | None = None, overwrite: bool = False,
-                progress: bool = False) -> dict[str, Any]:
-    """Collect scripted demos into a crl_ros dataset file (written atomically by `DatasetWriter`).
+                progress: bool = False, shift=None) -> dict[str, Any]:
+    """Collect scripted demos into a crl_ros dataset file (written atomically by `DatasetWriter`);
+    ``shift`` as in `collect_demos` (recorded in the provenance).
 
     Returns ``{"path", "episodes", "frames", "successes"}``.
     """
@@ -281,6 +328,7 @@ def write_demos(path: str | os.PathLike, suite_name: str, task_or_play: str, epi
         control_rate_hz=float(probe.control_rate_hz),
         provenance={"source": "scripted demos", "env": suite_name, "task": task_or_play, "episodes": episodes,
                     "seed": seed, "noise": noise, "image_size": image_size,
+                    **({"shift": shift.describe(goal=False)} if shift else {}),
                     # task demos go on past success until the expert is done (run_episode's until_done)
                     "episode_end": "when the expert is done (WidowX), else at the first success or the step limit"},
     )
@@ -289,7 +337,7 @@ def write_demos(path: str | os.PathLike, suite_name: str, task_or_play: str, epi
     bar = _progress(episodes, f"demos {suite_name}/{task_or_play}", progress)
     with DatasetWriter(path, metadata, overwrite=overwrite) as writer:
         for ep in collect_demos(suite_name, task_or_play, episodes, seed=seed, image_size=image_size,
-                                workers=workers, noise=noise):
+                                workers=workers, noise=noise, shift=shift):
             writer.add_episode(ep["images"], ep["actions"])
             stats["frames"] += len(ep["images"])
             stats["successes"] += int(ep["success"])

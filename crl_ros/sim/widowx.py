@@ -8,7 +8,8 @@ position actuators for 0.2 s of simulated time. Observation: ``"image"`` (uint8
 six joint angles, ee x y z roll pitch yaw, gripper opening). ``reset`` info holds
 ``"goal_image"`` and ``"success"``, ``step`` info ``"success"``; an episode terminates
 on success and is truncated after ``max_episode_steps``. ``options={"task": name}`` in
-``reset`` switches the task.
+``reset`` switches the task. With ``shift`` (a crl_ros.sim.shifts.ShiftSpec) every reset
+draws that episode's shift from its seed and applies it (reset info ``"shift"``: the draw).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from gymnasium import spaces
 
 from crl_ros.robot import actions, kinematics
 from crl_ros.sim import scripted
+from crl_ros.sim.shifts import ShiftSpec
 from crl_ros.sim.tasks import DATA_TASK_LIST, PLAY_TASK_NAME, TASK_LIST
 from crl_ros.sim.widowx_sim import SUPERSAMPLE, WidowXSim
 
@@ -29,6 +31,8 @@ DEFAULT_TASK = "pick_place_table"
 play_tasks = [PLAY_TASK_NAME]
 #: tasks recorded for training data only (never evaluated): `crl demos --task reach_near`
 data_tasks = [task.name for task in DATA_TASK_LIST]
+#: make_env takes ``shift=ShiftSpec`` (crl_ros.sim.shifts)
+supports_shifts = True
 #: agent-config overrides every training on this suite's data needs, whatever the profile:
 #: WidowX end-effector deltas (metres, radians) and the gripper (0/1) differ in scale by ~25x,
 #: so the policy std of 0.15 only means something per dimension on z-scored actions
@@ -50,8 +54,10 @@ class WidowXEnv(gym.Env):
 
     def __init__(self, task: str = DEFAULT_TASK, image_size: int = 48, seed: int | None = None,
                  max_episode_steps: int | None = None, camera: str = "overhead", render_size: int = 128,
-                 supersample: int = SUPERSAMPLE):
-        self.sim = WidowXSim(task, max_render_size=max(640, image_size, render_size))
+                 supersample: int = SUPERSAMPLE, shift: ShiftSpec | None = None):
+        self.shift = shift if shift else None  # an empty spec is the nominal world, built as today
+        distractors = self.shift.max_distractors if self.shift else 0
+        self.sim = WidowXSim(task, max_render_size=max(640, image_size, render_size), distractors=distractors)
         self.image_size = int(image_size)
         self.render_size = int(render_size)
         self.supersample = int(supersample)  # 1: direct small renders, faster but unlike camera_node's pixels
@@ -78,11 +84,16 @@ class WidowXEnv(gym.Env):
         super().reset(seed=seed)
         if seed is None:  # unseeded resets still follow the constructor's seed
             seed = int(self._seed_rng.integers(2 ** 31))
+        if self.shift:
+            self.sim.set_shift(self.shift.draw(seed))
         self.sim.reset((options or {}).get("task"), seed=seed)
         self._steps = 0
-        info = {"goal_image": self.sim.goal_image(self.image_size, self.image_size, self.camera,
-                                                   observation=True, supersample=self.supersample),
+        nominal_goal = bool(self.shift) and self.shift.goal == "nominal"
+        info = {"goal_image": self.sim.goal_image(self.image_size, self.image_size, self.camera, observation=True,
+                                                   supersample=self.supersample, nominal=nominal_goal),
                 "success": self.sim.success(), "task": self.task}
+        if self.shift:
+            info["shift"] = self.sim.shift
         return self._observation(), info
 
     def step(self, action):

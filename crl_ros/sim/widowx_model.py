@@ -62,6 +62,18 @@ CAMERAS = {
     "scene": {"pos": (0.72, -0.48, 0.42), "target": (0.22, 0.03, 0.06), "fovy": 42},
 }
 
+#: where distractor objects (crl_ros.sim.shifts, ``distractors``) stand: (low xy, high xy) of a cup's
+#: centre, one cup per zone. In the policy camera's view but clear of every task's objects and
+#: paths (the reach workspace, the drawer and its handle's travel, the tray, the block and cube
+#: areas), and not between the camera and them, so no task is harder to see or to do.
+DISTRACTOR_ZONES = [
+    ((0.20, 0.27), (0.30, 0.33)),    # behind the block's parking place, left of the cabinet
+    ((0.47, -0.08), (0.53, -0.02)),  # right of the tray, in front of the cabinet's side
+    ((0.53, 0.26), (0.58, 0.30)),    # behind the cabinet's far corner
+]
+#: a distractor slot not used in an episode waits here, under the opaque floor backdrop
+DISTRACTOR_PARKED = (0.25, 0.02, -2.0)
+
 ARM_ACTUATOR_GAINS = {  # joint: (kp N m/rad, force limit N m)
     "waist": (40.0, 15.0), "shoulder": (60.0, 25.0), "elbow": (40.0, 15.0),
     "forearm_roll": (10.0, 5.0), "wrist_angle": (15.0, 6.0), "wrist_rotate": (6.0, 3.0),
@@ -188,8 +200,19 @@ def _tray_xml() -> str:
     ])
 
 
-def build_mjcf(max_render_size: int = 640) -> str:
-    """The complete scene as an MJCF string (offscreen buffers up to ``max_render_size``)."""
+def _distractors_xml(count: int) -> str:
+    """``count`` distractor slots: static cups (cylinders) that collide with nothing, so they
+    can never block a task; crl_ros.sim.shifts places, sizes and colours them per episode."""
+    return "\n    ".join(
+        f'<body name="distractor_{i}" pos="{_vec(DISTRACTOR_PARKED)}"><geom name="distractor_{i}" type="cylinder" '
+        f'size="0.025 0.04" rgba="0.5 0.5 0.5 1" contype="0" conaffinity="0"/></body>' for i in range(count))
+
+
+def build_mjcf(max_render_size: int = 640, distractors: int = 0) -> str:
+    """The complete scene as an MJCF string (offscreen buffers up to ``max_render_size``), with
+    ``distractors`` distractor slots (0, the default, builds today's scene exactly)."""
+    if not 0 <= distractors <= len(DISTRACTOR_ZONES):
+        raise ValueError(f"{distractors} distractors: the scene has room for 0-{len(DISTRACTOR_ZONES)}")
     cameras = "\n    ".join(_camera_xml(name, **spec) for name, spec in CAMERAS.items())
     actuators = "\n    ".join(
         f'<position name="{name}" joint="{name}" kp="{kp}" dampratio="1" forcerange="{-f} {f}" '
@@ -228,6 +251,7 @@ def build_mjcf(max_render_size: int = 640) -> str:
       <freejoint name="object"/>
       <geom name="object" type="box" size="{OBJECT_HALF} {OBJECT_HALF} {OBJECT_HALF}" mass="0.05" rgba="0.95 0.8 0.1 1" friction="1.5 0.02 0.001" condim="4"/>
     </body>
+    {_distractors_xml(distractors)}
   </worldbody>
   <equality>
     <!-- grasp assist: welds the object to the gripper while the closed fingers hold it (see WidowXSim) -->

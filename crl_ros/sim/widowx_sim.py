@@ -19,6 +19,7 @@ import numpy as np
 
 from crl_ros.robot import camera as camera_pipeline
 from crl_ros.robot import kinematics
+from crl_ros.sim import shifts as shift_defs
 from crl_ros.sim import tasks as task_defs
 from crl_ros.sim import widowx_model as model
 
@@ -37,8 +38,12 @@ class WidowXSim:
 
     JOINT_STATE_NAMES = kinematics.JOINT_STATE_NAMES
 
-    def __init__(self, task: str = "reach", max_render_size: int = 640):
-        self.model = mujoco.MjModel.from_xml_string(model.build_mjcf(max_render_size))
+    #: the camera that scene shifts move: the policy camera
+    SHIFTED_CAMERA = "overhead"
+
+    def __init__(self, task: str = "reach", max_render_size: int = 640, distractors: int = 0):
+        """``distractors``: distractor slots to build (see `set_shift`); 0 builds today's scene."""
+        self.model = mujoco.MjModel.from_xml_string(model.build_mjcf(max_render_size, distractors))
         self.data = mujoco.MjData(self.model)
         m = self.model
         self._arm_qpos = np.array([m.joint(n).qposadr[0] for n in kinematics.JOINT_NAMES])
@@ -62,6 +67,9 @@ class WidowXSim:
         self.task = task_defs.get_task(task)
         self.start_scene, self.goal_scene = task_defs.Scene(), task_defs.Scene()
         self._goal_images: dict[tuple[int, int, str], np.ndarray] = {}
+        self._nominal = self._nominal_looks()
+        self.shift: shift_defs.ShiftDraw | None = None
+        self._noise_rng = np.random.default_rng(0)
         self.reset(task, seed=0)
 
     # -- episodes -------------------------------------------------------------------------
@@ -182,6 +190,60 @@ class WidowXSim:
         """The current task's success check on the current state."""
         return self.task.success(self.reading(), self.goal_scene)
 
+    # -- shifts -----------------------------------------------------------------------------
+    def set_shift(self, draw: shift_defs.ShiftDraw | None) -> None:
+        """Apply one episode's shift (crl_ros.sim.shifts) to the scene and the camera pipeline,
+        or with None restore the nominal world exactly. Scene-level parts change the model
+        (policy camera pose and field of view, lights, table colour, distractor cups); the
+        image-level parts act in `camera_image`. Physics is untouched: distractors collide
+        with nothing. Goal images already rendered are dropped."""
+        m, nominal = self.model, self._nominal
+        self.shift = draw
+        draw = draw or shift_defs.ShiftDraw()
+        if len(draw.distractors) > len(nominal["distractors"]):
+            raise ValueError(f"{len(draw.distractors)} distractors asked for, but this scene was built with "
+                             f"{len(nominal['distractors'])} distractor slots (WidowXSim(distractors=N))")
+        cam = nominal["camera"]
+        m.cam_pos[cam] = nominal["cam_pos"] + draw.camera_offset
+        # products of unit quaternions (identity turns give the nominal quaternion exactly)
+        m.cam_quat[cam] = shift_defs.quat_mul(shift_defs.quat_mul(draw.camera_turn_world, nominal["cam_quat"]),
+                                              draw.camera_turn_local)
+        m.cam_fovy[cam] = nominal["cam_fovy"] + draw.fov_delta
+        m.light_diffuse[:] = nominal["light_diffuse"] * draw.light_scale
+        m.vis.headlight.ambient[:] = nominal["head_ambient"] * draw.light_scale
+        m.vis.headlight.diffuse[:] = nominal["head_diffuse"] * draw.light_scale
+        m.light_dir[:] = nominal["light_dir"]
+        if draw.light_tilt_deg:  # the ceiling light points straight down; tilt it towards the azimuth
+            tilt, azimuth = np.radians(draw.light_tilt_deg), draw.light_azimuth
+            m.light_dir[:] = [np.sin(tilt) * np.cos(azimuth), np.sin(tilt) * np.sin(azimuth), -np.cos(tilt)]
+        m.geom_rgba[nominal["table"], :3] = np.clip(nominal["table_rgb"] + draw.table_rgb_delta, 0.0, 1.0)
+        for slot, (body, geom) in enumerate(nominal["distractors"]):
+            if slot < len(draw.distractors):
+                x, y, radius, half_height, *rgb = draw.distractors[slot]
+                m.body_pos[body] = [x, y, half_height]
+                m.geom_size[geom, :2] = [radius, half_height]
+                m.geom_rgba[geom, :3] = rgb
+            else:
+                m.body_pos[body] = model.DISTRACTOR_PARKED
+        self._noise_rng = np.random.default_rng([draw.seed & 0xFFFFFFFF, 1])
+        self._goal_images.clear()
+        mujoco.mj_forward(m, self.data)
+
+    def _nominal_looks(self) -> dict:
+        """What `set_shift` changes, as built: restored exactly by ``set_shift(None)``."""
+        m = self.model
+        cam = m.camera(self.SHIFTED_CAMERA).id
+        slots = []  # (body, geom) of each distractor slot the scene was built with
+        while mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"distractor_{len(slots)}") >= 0:
+            name = f"distractor_{len(slots)}"
+            slots.append((m.body(name).id, m.geom(name).id))
+        return {"camera": cam, "cam_pos": m.cam_pos[cam].copy(), "cam_quat": m.cam_quat[cam].copy(),
+                "cam_fovy": float(m.cam_fovy[cam]), "light_diffuse": m.light_diffuse.copy(),
+                "light_dir": m.light_dir.copy(),
+                "head_ambient": m.vis.headlight.ambient.copy(), "head_diffuse": m.vis.headlight.diffuse.copy(),
+                "table": m.geom("table").id, "table_rgb": m.geom_rgba[m.geom("table").id, :3].copy(),
+                "distractors": slots}
+
     # -- images -----------------------------------------------------------------------------
     def render(self, width: int = 48, height: int = 48, camera: str = "overhead") -> np.ndarray:
         """uint8 [height, width, 3] image from a named camera ("overhead" is the policy camera)."""
@@ -202,18 +264,28 @@ class WidowXSim:
         makes of a full camera frame (mean abs difference ~0.4 of 255 at 4x; a direct small
         render, supersample=1, is aliased and differs by ~4.4)."""
         big = self.render(size * supersample, size * supersample, camera)
+        if self.shift is not None and self.shift.changes_image:
+            return shift_defs.shifted_observation(big, size, self.shift, self._noise_rng, supersample)
         return camera_pipeline.preprocess_image(big, crop=None, size=(size, size))
 
     def goal_image(self, width: int = 48, height: int = 48, camera: str = "overhead",
-                   observation: bool = False, supersample: int = SUPERSAMPLE) -> np.ndarray:
+                   observation: bool = False, supersample: int = SUPERSAMPLE, nominal: bool = False) -> np.ndarray:
         """Render of the goal scene (the simulator's state is left untouched); with
-        ``observation`` a square policy observation like `camera_image` (size = width)."""
-        key = (int(width), int(height), camera, observation, supersample)
+        ``observation`` a square policy observation like `camera_image` (size = width).
+        With ``nominal`` it is rendered in the nominal world, without the current shift
+        (a goal image captured before the camera was moved)."""
+        key = (int(width), int(height), camera, observation, supersample, nominal)
         if key not in self._goal_images:
-            saved = self._save_state()
+            saved, shift, noise_rng = self._save_state(), self.shift, self._noise_rng
+            if nominal and shift is not None:
+                self.set_shift(None)
             self.set_scene(self.goal_scene, settle=False)
-            self._goal_images[key] = (self.camera_image(width, camera, supersample) if observation
-                                      else self.render(width, height, camera))
+            image = (self.camera_image(width, camera, supersample) if observation
+                     else self.render(width, height, camera))
+            if nominal and shift is not None:
+                self.set_shift(shift)  # clears the goal cache: the image is stored after
+                self._noise_rng = noise_rng  # the observations' noise goes on where it was
+            self._goal_images[key] = image
             self._restore_state(saved)
         return self._goal_images[key].copy()
 
