@@ -9,6 +9,7 @@ HELP = "generate scripted demonstrations in simulation and write them as a datas
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from crl_ros.argtypes import positive_int
+    from crl_ros.commands.evaluate import add_shift_arguments
     from crl_ros.sim.suites import SUITES, tasks_help
 
     parser.add_argument("--env", required=True, choices=sorted(SUITES), help="simulated env suite")
@@ -30,32 +31,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="side of the square camera images, in pixels")
     parser.add_argument("--noise", type=float, default=None, help="scripted action noise (suite default if unset)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_shift_arguments(parser, goal=False)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from crl_ros.commands.evaluate import shift_spec
     from crl_ros.learning.dataset import DatasetError
     from crl_ros.sim.rollout import write_demos
     from crl_ros.sim.suites import get_suite
 
     out = Path(args.out)
+    try:
+        shift = shift_spec(args)
+        if shift and not getattr(get_suite(args.env), "supports_shifts", False):
+            raise ValueError(f"--shift/--randomize are WidowX scene and camera shifts; the {args.env} suite has none")
+    except ValueError as exc:
+        print(f"crl demos: {exc}", file=sys.stderr)
+        return 2
     if args.bag:
         if args.env != "widowx":
             print("crl demos: --bag writes the WidowX action layout; use --env widowx", file=sys.stderr)
             return 2
-        return _write_bags(args, "play" if args.play else (args.task or get_suite(args.env).DEFAULT_TASK), out)
+        return _write_bags(args, "play" if args.play else (args.task or get_suite(args.env).DEFAULT_TASK), out, shift)
     if out.exists() and not args.overwrite:
         print(f"crl demos: {out} already exists; refusing to overwrite a dataset (pass --overwrite)", file=sys.stderr)
         return 1
     try:
         task = "play" if args.play else (args.task or get_suite(args.env).DEFAULT_TASK)
         stats = write_demos(out, args.env, task, args.episodes, seed=args.seed, image_size=args.image_size,
-                            workers=args.workers, noise=args.noise, overwrite=args.overwrite, progress=True)
+                            workers=args.workers, noise=args.noise, overwrite=args.overwrite, progress=True,
+                            shift=shift)
     except (ValueError, DatasetError) as exc:
         print(f"crl demos: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out}: {_measured(stats['episodes'], stats['frames'], task, stats['successes'])}")
+    print(f"wrote {out}: {_measured(stats['episodes'], stats['frames'], task, stats['successes'])}"
+          + (f"; shifts {shift.describe(goal=False)} drawn per episode" if shift else ""))
     return 0
 
 
@@ -67,7 +79,7 @@ def _measured(episodes: int, frames: int, task: str, successes: int) -> str:
     return f"{what} of {task}; the scripted expert succeeded in {successes}/{episodes} ({100.0 * successes / episodes:.0f}%)"
 
 
-def _write_bags(args: argparse.Namespace, task: str, out) -> int:
+def _write_bags(args: argparse.Namespace, task: str, out, shift) -> int:
     """One bag per episode: ``observation`` (sensor_msgs/Image rgb8) and ``action``
     (std_msgs/Float32MultiArray) at the control rate, stamped like a live recording. After
     the last action the arm holds (a zero-delta action at the final frame), as it would on
@@ -88,7 +100,7 @@ def _write_bags(args: argparse.Namespace, task: str, out) -> int:
     period_ns = int(round(1e9 / action_conv.CONTROL_RATE_HZ))
     start_ns = 1_700_000_000 * 10**9
     episodes = collect_demos(args.env, task, args.episodes, seed=args.seed, image_size=args.image_size,
-                             workers=args.workers, noise=args.noise)
+                             workers=args.workers, noise=args.noise, shift=shift)
     frames = successes = 0
     for i, ep in enumerate(tqdm(episodes, total=args.episodes, desc=f"bags {args.env}/{task}", unit="ep")):
         frames += len(ep["images"])
