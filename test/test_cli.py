@@ -90,6 +90,17 @@ def test_eval_baselines_and_errors(tmp_path, capsys):
 
 def test_train_argument_errors(demos, tmp_path, capsys):
     assert main(["train", "--data", str(demos), "--out", str(tmp_path / "x")]) == 2  # no --algo
+    err = capsys.readouterr().err
+    assert "--algo is missing" in err and "--data" not in err  # the data exists: nothing to say about it
+    # the reported case: --data was given (a file that does not exist), --algo was not: both said, nothing else
+    assert main(["train", "--data", "/nonexistent.h5", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crl train: --algo is missing") and "--data /nonexistent.h5 does not exist" in err
+    assert "--data is missing" not in err and "required" not in err and len(err.splitlines()) == 1
+    assert main(["train", "--algo", "gcbc", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--data is missing" in err and "--algo" not in err
+    assert not (tmp_path / "x").exists()  # refused before anything was written
     assert main(["train", "--data", str(demos), "--algo", "gcbc", "--out", str(tmp_path / "y"),
                  "--set", "hidden_widht=3"]) == 2
     assert "unknown config key 'hidden_widht'" in capsys.readouterr().err

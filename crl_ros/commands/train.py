@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 HELP = "train an agent offline on one or more datasets (.h5)"
 
@@ -129,92 +130,133 @@ def _run_processes(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Refused(Exception):
+    """A run `crl train` will not start: the message for the user and the exit code."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
 def _train(args: argparse.Namespace, reraise_interrupt: bool = False) -> int:
-    import json
-    from pathlib import Path
-
-    from crl_ros.learning.agents import default_config
-    from crl_ros.learning.checkpoint import CheckpointError, list_step_checkpoints
-    from crl_ros.learning.config import apply_overrides, load_yaml_overrides
+    """Settle the run (new, resumed or fine-tuned), train it, report it."""
+    from crl_ros.learning import distributed
+    from crl_ros.learning.checkpoint import CheckpointError
     from crl_ros.learning.dataset import DatasetError
-    from crl_ros.learning.profiles import DEFAULT_PROFILE, get_profile, sets_size
-    from crl_ros.learning.trainer import TrainConfig, TrainError, TrainInterrupted, run_train_config, train
+    from crl_ros.learning.trainer import TrainConfig, TrainError, TrainInterrupted, train
 
-    def fail(message: str, code: int = 1) -> int:
-        print(f"crl train: {message}", file=sys.stderr)
-        return code
-
-    out = Path(args.out)
-    overrides = list(args.overrides) + ([f"batch_size={args.batch_size}"] if args.batch_size else [])
-    agent_config = None
     settings = {dest: getattr(args, dest) for dest in RESUMED_SETTINGS if getattr(args, dest) is not None}
-    profile = None
-    if args.resume and args.init_from:
-        return fail("--init-from starts a new run; --resume continues one: pass one of them", 2)
-    if args.init_from:
-        if overrides or args.config or args.profile:
-            return fail("--init-from keeps the model's config; drop --profile/--config/--set/--batch-size", 2)
-        if not args.data or "steps" not in settings:
-            return fail("--init-from needs --data and --steps (the new run's steps)", 2)
-        data = args.data
-    elif args.resume:
-        if overrides or args.config or args.profile:
-            return fail("--resume continues a run with its saved config; drop --profile/--config/--set/--batch-size", 2)
-        data = args.data
-        if not data:
-            run_file = out / "run.json"
-            if not run_file.exists():
-                return fail(f"--resume: {run_file} not found; pass --data")
-            data = json.loads(run_file.read_text())["dataset"]["paths"]
-        try:
-            saved = run_train_config(out)
-        except CheckpointError as exc:
-            return fail(str(exc))
-        for name in RESUMED_SETTINGS:
-            if name not in settings and name in saved:
-                settings[name] = saved[name]
-        found = list_step_checkpoints(out)
-        if found and "steps" in settings and found[-1][0] >= settings["steps"]:
-            print(f"crl train: the run in {out} is finished ({found[-1][0]} of {settings['steps']} steps); "
-                  f"pass --steps N (more than {found[-1][0]}) to train it further")
-            return 0
-    else:
-        if not args.algo or not args.data:
-            return fail("--algo and --data are required (unless --resume)", 2)
-        data = args.data
-        try:
-            profile = get_profile(args.profile or DEFAULT_PROFILE)
-            agent_config = apply_overrides(default_config(args.algo), profile.overrides_for(args.algo))
-            config_overrides = load_yaml_overrides(args.config) if args.config else {}
-            agent_config = apply_overrides(agent_config, config_overrides)
-            agent_config = apply_overrides(agent_config, overrides)
-        except (ValueError, OSError) as exc:
-            return fail(f"bad config: {exc}", 2)
-        settings.setdefault("steps", profile.steps)
-        explicit_size = args.profile is not None or sets_size(overrides) or sets_size(config_overrides)
-        _hint_cpu_profile(args, profile, explicit_size, agent_config)
+    agent_config = None  # resumed and fine-tuned runs keep theirs
+    try:
+        if args.resume and args.init_from:
+            raise _Refused("--init-from starts a new run; --resume continues one: pass one of them", 2)
+        if args.init_from:
+            data = _fine_tune_data(args, settings)
+        elif args.resume:
+            data = _resumed_data(args, settings)
+            if data is None:
+                return 0  # the run is already finished (and said so)
+        else:
+            data, agent_config = _new_run(args, settings)
+    except _Refused as exc:
+        print(f"crl train: {exc}", file=sys.stderr)
+        return exc.code
+
     try:
         config = TrainConfig(**settings, amp_bf16=args.bf16,
                              compile=args.compile, progress=not args.no_progress)
         evaluator = make_sim_evaluator(args.eval_env, args.eval_episodes or 10) if args.eval_env else None
-        result = train(data, args.algo, agent_config, config, out, resume=args.resume, force=args.force,
-                       evaluator=evaluator, init_from=args.init_from)
+        result = train(data, args.algo, agent_config, config, Path(args.out), resume=args.resume,
+                       force=args.force, evaluator=evaluator, init_from=args.init_from)
     except TrainInterrupted as exc:
         if reraise_interrupt:
             raise
-        from crl_ros.learning import distributed
         if distributed.is_main_process():
             print(f"crl train: {exc}", file=sys.stderr)
         return exc.exit_code
     except (DatasetError, CheckpointError, TrainError, ValueError) as exc:
-        return fail(str(exc))
-    from crl_ros.learning import distributed
+        print(f"crl train: {exc}", file=sys.stderr)
+        return 1
     if not distributed.is_main_process():
         return 0
     print(f"trained {result.step} steps ({result.steps_per_second:.2f} steps/s); model: {result.model_path}")
     if result.eval:
         print("evaluation: " + ", ".join(f"{k} {v:.3f}" for k, v in result.eval.items()))
     return 0
+
+
+def _size_overrides(args: argparse.Namespace) -> list[str]:
+    """--set, plus --batch-size as the override it is short for."""
+    return list(args.overrides) + ([f"batch_size={args.batch_size}"] if args.batch_size else [])
+
+
+def _new_run(args: argparse.Namespace, settings: dict):
+    """A new run: (data, agent config) from --algo, the profile, --config and --set."""
+    from crl_ros.learning.agents import default_config
+    from crl_ros.learning.config import apply_overrides, load_yaml_overrides
+    from crl_ros.learning.profiles import DEFAULT_PROFILE, get_profile, sets_size
+
+    if not args.algo or not args.data:
+        # say everything that stops the run at once (with both given, train() checks the data)
+        problems = ["--algo is missing (a new run needs it; --resume continues a run, --init-from "
+                    "fine-tunes a model)"] if not args.algo else []
+        problems += [] if args.data else ["--data is missing"]
+        problems += [f"--data {path} does not exist" for path in args.data or [] if not Path(path).exists()]
+        raise _Refused("; ".join(problems), 2)
+    overrides = _size_overrides(args)
+    try:
+        profile = get_profile(args.profile or DEFAULT_PROFILE)
+        agent_config = apply_overrides(default_config(args.algo), profile.overrides_for(args.algo))
+        config_overrides = load_yaml_overrides(args.config) if args.config else {}
+        agent_config = apply_overrides(agent_config, config_overrides)
+        agent_config = apply_overrides(agent_config, overrides)
+    except (ValueError, OSError) as exc:
+        raise _Refused(f"bad config: {exc}", 2) from exc
+    settings.setdefault("steps", profile.steps)
+    explicit_size = args.profile is not None or sets_size(overrides) or sets_size(config_overrides)
+    _hint_cpu_profile(args, profile, explicit_size, agent_config)
+    return args.data, agent_config
+
+
+def _fine_tune_data(args: argparse.Namespace, settings: dict) -> list[str]:
+    """--init-from: a new run from a model's weights, config and action statistics."""
+    if _size_overrides(args) or args.config or args.profile:
+        raise _Refused("--init-from keeps the model's config; drop --profile/--config/--set/--batch-size", 2)
+    if not args.data or "steps" not in settings:
+        raise _Refused("--init-from needs --data and --steps (the new run's steps)", 2)
+    return args.data
+
+
+def _resumed_data(args: argparse.Namespace, settings: dict) -> list[str] | None:
+    """--resume: the run's data and, unless given again, its settings (into ``settings``);
+    None when the run already has its steps."""
+    import json
+
+    from crl_ros.learning.checkpoint import CheckpointError, list_step_checkpoints
+    from crl_ros.learning.trainer import run_train_config
+
+    out = Path(args.out)
+    if _size_overrides(args) or args.config or args.profile:
+        raise _Refused("--resume continues a run with its saved config; drop --profile/--config/--set/--batch-size", 2)
+    data = args.data
+    if not data:
+        run_file = out / "run.json"
+        if not run_file.exists():
+            raise _Refused(f"--resume: {run_file} not found; pass --data")
+        data = json.loads(run_file.read_text())["dataset"]["paths"]
+    try:
+        saved = run_train_config(out)
+    except CheckpointError as exc:
+        raise _Refused(str(exc)) from exc
+    for name in RESUMED_SETTINGS:
+        if name not in settings and name in saved:
+            settings[name] = saved[name]
+    found = list_step_checkpoints(out)
+    if found and "steps" in settings and found[-1][0] >= settings["steps"]:
+        print(f"crl train: the run in {out} is finished ({found[-1][0]} of {settings['steps']} steps); "
+              f"pass --steps N (more than {found[-1][0]}) to train it further")
+        return None
+    return data
 
 
 def _hint_cpu_profile(args: argparse.Namespace, profile, explicit_size: bool, agent_config) -> None:
