@@ -162,102 +162,127 @@ def _record_sim(args) -> int:
 
 
 def _record_live(args) -> int:
+    """recorder_node alone on the live topics: episodes for --duration, or per line on stdin."""
     import signal
-    import threading
 
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    recording = _LiveRecording(args)
 
-    from crl_ros.bags.writer import BagWriteError
-    from crl_ros.nodes.recorder_node import RecorderNode
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt  # leave like Ctrl-C: the open episode is closed below
 
-    recorder = RecorderNode(parameter_overrides=_recorder_overrides(args))
-    executor = SingleThreadedExecutor()
-    executor.add_node(recorder)
-    spinning = threading.Event()
-    spinning.set()
+    previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+    recording.spin_in_background()
+    try:
+        if args.duration:
+            recording.wait_for_topics(5.0)
+            recording.start_episode()
+            time.sleep(args.duration)
+            recording.end_episode()
+        else:
+            how = ("Enter starts/ends an episode, Ctrl-D quits" if sys.stdin.isatty() else
+                   "each line read on stdin starts/ends an episode; end of input quits")
+            print(f"recording {', '.join(recording.recorder.topics)} to {args.out}; {how}", flush=True)
+            while sys.stdin.readline():
+                if recording.recorder.bag is None:
+                    recording.start_episode()
+                else:
+                    recording.end_episode()
+    finally:
+        recording.stop_spinning()
+        if recording.recorder.bag is not None:
+            recording.end_episode()
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        recording.close()
+        if recording.saved:
+            print(f"recorded {len(recording.saved)} episode(s) in {args.out}", flush=True)
+        else:
+            print("crl record: no episode was saved", file=sys.stderr, flush=True)
+    return 0 if recording.saved else 1
 
-    def spin() -> None:
+
+class _LiveRecording:
+    """recorder_node spun on a background thread; the main thread starts and ends its
+    episodes, each on the executor's thread, in order with the message callbacks."""
+
+    def __init__(self, args):
+        import threading
+
+        from rclpy.executors import SingleThreadedExecutor
+
+        from crl_ros.nodes.recorder_node import RecorderNode
+
+        self.recorder = RecorderNode(parameter_overrides=_recorder_overrides(args))
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.recorder)
+        self.saved: list[str] = []
+        self._spinning = threading.Event()
+        self._spinning.set()
+        self._thread = threading.Thread(target=self._spin, name="recorder_executor", daemon=True)
+
+    def spin_in_background(self) -> None:
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
         try:
-            while spinning.is_set():
-                executor.spin_once(timeout_sec=0.1)
+            while self._spinning.is_set():
+                self.executor.spin_once(timeout_sec=0.1)
         except ExternalShutdownException:  # Ctrl-C: rclpy shut the context down
             pass
 
-    thread = threading.Thread(target=spin, name="recorder_executor", daemon=True)
+    def stop_spinning(self) -> None:
+        self._spinning.clear()
+        self._thread.join(timeout=5.0)
 
-    def on_executor(fn):
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.recorder.destroy_node()
+
+    def wait_for_topics(self, timeout: float) -> None:
+        """Until every topic has been discovered (its type known), at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(t in self.recorder.types for t in self.recorder.topics):
+            time.sleep(0.1)
+
+    def _on_executor(self, fn):
         """``fn()`` on the executor's thread, in order with the recorder's message callbacks
         (or right here once that thread has stopped); returns (result, BagWriteError or None)."""
+        from crl_ros.bags.writer import BagWriteError
+
         def guarded():
             try:
                 return fn(), None
             except BagWriteError as exc:
                 return None, exc
-        if thread.is_alive():
-            task = executor.create_task(guarded)
-            while thread.is_alive() and not task.done():
+        if self._thread.is_alive():
+            task = self.executor.create_task(guarded)
+            while self._thread.is_alive() and not task.done():
                 time.sleep(0.01)
             if task.done():
                 return task.result()
         return guarded()
 
-    saved: list[str] = []
-
-    def start() -> None:
+    def start_episode(self) -> None:
+        recorder = self.recorder
         missing = [t for t in recorder.topics if t not in recorder.types]
-        path, error = on_executor(recorder.start_episode)
+        path, error = self._on_executor(recorder.start_episode)
         if error:
             print(f"crl record: {error}", flush=True)
             return
         note = f" (not published yet: {', '.join(missing)})" if missing else ""
         print(f"recording to {path}{note}", flush=True)
 
-    def end() -> None:
-        result, error = on_executor(lambda: recorder.end_episode(publish=rclpy.ok()))
+    def end_episode(self) -> None:
+        import rclpy
+
+        result, error = self._on_executor(lambda: self.recorder.end_episode(publish=rclpy.ok()))
         if error:
             print(f"crl record: {error}", flush=True)
             return
         path, count = result
         if count:
-            saved.append(path)
+            self.saved.append(path)
             print(f"saved {path} ({count} messages)", flush=True)
         else:
-            print(f"no messages on {', '.join(recorder.topics)} during the episode: deleted the empty bag {path}",
-                  flush=True)
-
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt  # leave like Ctrl-C: the open episode is closed below
-
-    previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
-    thread.start()
-    try:
-        if args.duration:
-            deadline = time.monotonic() + 5.0  # let the topics be discovered first
-            while time.monotonic() < deadline and not all(t in recorder.types for t in recorder.topics):
-                time.sleep(0.1)
-            start()
-            time.sleep(args.duration)
-            end()
-        else:
-            how = ("Enter starts/ends an episode, Ctrl-D quits" if sys.stdin.isatty() else
-                   "each line read on stdin starts/ends an episode; end of input quits")
-            print(f"recording {', '.join(recorder.topics)} to {args.out}; {how}", flush=True)
-            while sys.stdin.readline():
-                if recorder.bag is None:
-                    start()
-                else:
-                    end()
-    finally:
-        spinning.clear()
-        thread.join(timeout=5.0)
-        if recorder.bag is not None:
-            end()
-        signal.signal(signal.SIGTERM, previous_sigterm)
-        executor.shutdown(timeout_sec=5.0)
-        recorder.destroy_node()
-        if saved:
-            print(f"recorded {len(saved)} episode(s) in {args.out}", flush=True)
-        else:
-            print("crl record: no episode was saved", file=sys.stderr, flush=True)
-    return 0 if saved else 1
+            print(f"no messages on {', '.join(self.recorder.topics)} during the episode: deleted the empty bag "
+                  f"{path}", flush=True)
