@@ -63,6 +63,7 @@ class McapScan:
     start_ns: int | None = None                               # first and last log time kept
     end_ns: int | None = None
     data_complete: bool = False   # the data section ended with its DataEnd record (or footer)
+    footer: bool = False          # the file ends with an mcap footer (its summary may be whole)
     tail_offset: int = 0          # where the last complete record (or kept message) ends
     cut_chunk_messages: int = 0   # messages kept from a chunk the file ends inside
     problems: list[str] = field(default_factory=list)         # damage skipped, one line each
@@ -74,7 +75,7 @@ class McapScan:
 
     @property
     def intact(self) -> bool:
-        return self.data_complete and not self.problems
+        return self.data_complete and self.footer and not self.problems
 
     def msgtype(self, cid: int) -> str:
         return self.schemas[self.channels[cid].schema_id].name
@@ -92,7 +93,8 @@ class McapScan:
         """What was recovered and what was lost, in one paragraph (the warning users see)."""
         if self.intact:
             return f"{self.path.name} is complete: {self.message_count} messages"
-        how = [] if self.data_complete else ["ends without its summary and footer (a recording killed hard?)"]
+        how = (["ends without its summary and footer (a recording killed hard?)"] if not self.data_complete else
+               [] if self.footer else ["has all its data but its summary/footer is cut short"])
         if self.problems:
             how.append(f"has {len(self.problems)} damaged part(s)")
         topics = ", ".join(f"{t} {n}" for t, n in sorted(self.topic_counts().items()))
@@ -143,6 +145,7 @@ class _Scanner:
             raise RecoveryError(f"{scan.path}: truncated or damaged inside its mcap header ({self.size} bytes): "
                                 f"nothing to recover")
         pos = scan.tail_offset = 17 + length
+        scan.footer = data[-8:] == MAGIC and self.size >= 45 and data[self.size - 37] == FOOTER
         while pos < self.size:
             if pos + 9 > self.size:
                 break  # cut inside a record's opcode and length
@@ -163,7 +166,8 @@ class _Scanner:
                 break
             if op == CHUNK:
                 self._chunk(pos, end)
-            elif op in (SCHEMA, CHANNEL, MESSAGE) and not self._record(op, data[pos + 9:end], pos, self.loose):
+            elif op in (SCHEMA, CHANNEL, MESSAGE) and not self._record(op, data[pos + 9:_head_end(op, pos, end)],
+                                                                       pos, self.loose):
                 self._damaged(pos, end, f"record at offset {pos} (opcode 0x{op:02x}) is damaged")
             pos = scan.tail_offset = end
         if self.loose:
@@ -203,7 +207,7 @@ class _Scanner:
 
     def _chunk(self, pos: int, end: int) -> None:
         """Read the chunk record at ``pos``; ``end`` below its declared end: cut short."""
-        data, scan = self.data, self.scan
+        data = self.data
         body = pos + 9
         declared_end = body + _RECORD.unpack_from(data, pos)[1]
         if body + _CHUNK.size + 4 > end:
@@ -260,8 +264,8 @@ class _Scanner:
                                               f"its end; the chunk's last {len(records) - offset} bytes skipped")
                     self.scan.damaged_bytes += len(records) - offset
                 break
-            if op not in (SCHEMA, CHANNEL, MESSAGE) or not self._record(op, records[offset + 9:end], offset,
-                                                                        messages):
+            head = records[offset + 9:_head_end(op, offset, end)]
+            if op not in (SCHEMA, CHANNEL, MESSAGE) or not self._record(op, head, offset, messages):
                 self.scan.problems.append(f"chunk at offset {pos}: record at {offset} of its records is damaged "
                                           f"(opcode 0x{op:02x}); the chunk's last {len(records) - offset} bytes skipped")
                 self.scan.damaged_bytes += len(records) - offset
@@ -315,6 +319,12 @@ class _Scanner:
             scan.counts[cid] = scan.counts.get(cid, 0) + len(entries)
         scan.start_ns = min(times) if scan.start_ns is None else min(scan.start_ns, min(times))
         scan.end_ns = max(times) if scan.end_ns is None else max(scan.end_ns, max(times))
+
+
+def _head_end(op: int, offset: int, end: int) -> int:
+    """Where the part of the record at ``offset`` that `_Scanner._record` reads ends: all of
+    a schema or channel, the fixed fields of a message (its data is read only when used)."""
+    return min(end, offset + 9 + _MESSAGE.size) if op == MESSAGE else end
 
 
 def _string(buf, offset: int) -> tuple[str, int]:
