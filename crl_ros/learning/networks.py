@@ -5,8 +5,9 @@
   on all of them (the policy). It is an *ensemble* of E independent MLPs whose weights are
   stacked ([E, in, out]) so twin critics cost one batched matmul per layer instead of two
   separate networks.
-- `EnsembleLayerNorm`: the MLPs' LayerNorm, the authors' variant (bias, no gain, unbiased
-  std + 1e-6) or torch's affine one (`layer_norm_kind`).
+- `EnsembleLayerNorm`: the MLPs' LayerNorm, either the one the authors' critic MLP uses (bias,
+  no gain, unbiased std + 1e-6) or torch's affine one, which the authors' policy MLP uses; one
+  switch per network (`layer_norm_kind` for the critics, `policy_layer_norm_kind`).
 - `ContrastiveCritic`: one encoder for observations and goals ("late fusion") feeding E
   (phi, psi) pairs; logits = phi(s, a) . psi(g).
 - `GaussianPolicy`: observation and goal stacked channel-wise ("early fusion"), fixed std.
@@ -37,10 +38,13 @@ class NetworkConfig:
     hidden_width: int = 1024
     hidden_depth: int = 4
     layer_norm: bool = True  # in the encoder (over C, H, W) and in the MLPs
-    # The MLPs' LayerNorm (critic, value and policy heads; the conv encoder always uses torch's):
+    # The MLP LayerNorm, one switch per network (the conv encoders always use torch's):
     # "authors": a learnable bias, no gain, (x - mean) / (unbiased std + 1e-6) + bias;
     # "torch": torch's LayerNorm (learnable gain and bias, biased std, eps 1e-5 inside the sqrt).
+    # The authors' critic MLP uses the first (so the critic heads here, and GC-IQL's value and
+    # Q heads), their policy (a CNN with fc_normalization_type 'layer') torch's nn.LayerNorm.
     layer_norm_kind: Literal["authors", "torch"] = "authors"
+    policy_layer_norm_kind: Literal["authors", "torch"] = "torch"
     # The policy MLP: LayerNorm after ALL its hidden layers (the authors'); false: all but the
     # last, like the critic MLPs (crl_ros before this switch)
     policy_layer_norm_all: bool = True
@@ -148,8 +152,8 @@ class EnsembleLayerNorm(nn.Module):
     """LayerNorm over the last dim with a separate learnable transform per ensemble member.
 
     ``kind="authors"``: (x - mean) / (std + 1e-6) + bias, std the unbiased (n - 1) one, no
-    gain (the authors' code); ``kind="torch"``: ``F.layer_norm`` (biased variance, eps 1e-5
-    inside the sqrt) times a gain plus a bias. Both compute in fp32 under bf16 autocast.
+    gain (the authors' critic MLP); ``kind="torch"``: ``F.layer_norm`` (biased variance, eps
+    1e-5 inside the sqrt) times a gain plus a bias, as ``nn.LayerNorm`` (the authors' policy). Both compute in fp32 under bf16 autocast.
     """
 
     def __init__(self, dim: int, ensemble_size: int, kind: str = "authors"):
@@ -298,7 +302,8 @@ def gaussian_log_prob(mean: torch.Tensor, std: float, actions: torch.Tensor) -> 
 class GaussianPolicy(nn.Module):
     """pi(a | s, g) = N(mean(s, g), std^2): own CNN on obs and goal stacked channel-wise.
 
-    The mean MLP follows `policy_layer_norm_all` and `policy_init` (docs/algorithm.md)."""
+    The mean MLP follows `policy_layer_norm_kind`, `policy_layer_norm_all` and `policy_init`
+    (docs/algorithm.md)."""
 
     def __init__(self, image_shape: tuple[int, int, int], action_dim: int, cfg: NetworkConfig, std: float):
         super().__init__()
@@ -306,7 +311,7 @@ class GaussianPolicy(nn.Module):
         self.std = std
         self.encoder = ConvEncoder((height, width), 2 * channels, cfg)
         self.mean_head = MLP(self.encoder.output_dim, action_dim, cfg.hidden_width, cfg.hidden_depth,
-                             cfg.layer_norm, layer_norm_kind=cfg.layer_norm_kind,
+                             cfg.layer_norm, layer_norm_kind=cfg.policy_layer_norm_kind,
                              norm_last_hidden=cfg.policy_layer_norm_all)
         if cfg.policy_init == "authors":
             self.mean_head.init_hidden_uniform_(POLICY_INIT_BOUND)

@@ -110,7 +110,8 @@ def test_policy_mlp_has_layer_norm_after_all_4_hidden_layers_critics_after_3(alg
                [agent.critic.head, agent.value.head] if algo == "gciql" else [])
     for head in critics:
         assert len(head.hidden) == 4 and len(head.norms) == 3
-    assert _mlp_norm_kinds(agent) == {"authors"}
+    assert _mlp_norm_kinds(agent.policy) == {"torch"}
+    assert all(_mlp_norm_kinds(head) == {"authors"} for head in critics)
     legacy = _agent(algo, ["policy_layer_norm_all=false", "layer_norm_kind=torch"])
     assert len(legacy.policy.mean_head.norms) == 3 and _mlp_norm_kinds(legacy) == {"torch"}
     # the conv encoders keep torch's LayerNorm (algorithm.md states no variant for them)
@@ -138,16 +139,66 @@ def test_policy_init_authors_uniform_1e3_and_xavier_switch(algo):
     assert 0 < xavier.output.weight.abs().max().item() <= 1e-3 and torch.count_nonzero(xavier.output.bias) == 0
 
 
+@pytest.mark.parametrize("algo", ["stable_crl", "gciql"])
+def test_new_policy_mlp_uses_torch_layer_norm_with_gain_and_the_critic_the_bias_only_one(algo):
+    """The authors' policy MLP normalises with nn.LayerNorm(hidden); their critic MLP with a
+    bias-only LayerNorm over the unbiased std."""
+    torch.manual_seed(0)
+    agent = _agent(algo)
+    policy_norms = list(agent.policy.mean_head.norms)
+    critic_heads = [agent.critic.sa_head, agent.critic.goal_head] if algo == "stable_crl" else \
+                   [agent.critic.head, agent.value.head]
+    critic_norms = [norm for head in critic_heads for norm in head.norms]
+    assert policy_norms and critic_norms
+    for norm in policy_norms:
+        assert {n for n, _ in norm.named_parameters()} == {"weight", "bias"}
+        with torch.no_grad():
+            norm.weight.normal_()
+            norm.bias.normal_()
+        reference = nn.LayerNorm(64)  # torch's: gain and bias, biased variance, eps 1e-5
+        with torch.no_grad():
+            reference.weight.copy_(norm.weight[0, 0])
+            reference.bias.copy_(norm.bias[0, 0])
+        x = 2.0 * torch.randn(1, 5, 64) + 0.5
+        torch.testing.assert_close(norm(x)[0], reference(x[0]))
+    for norm in critic_norms:
+        assert {n for n, _ in norm.named_parameters()} == {"bias"} and norm.kind == "authors"
+        x = torch.randn(norm.bias.shape[0], 3, 64)
+        expected = _hand_layer_norm(x.numpy(), "authors", None, norm.bias.detach().numpy())
+        np.testing.assert_allclose(norm(x).detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_configs_saved_before_the_switches_get_the_legacy_values():
     saved = config_to_dict(default_config("stable_crl"))
-    for key in ("layer_norm_kind", "policy_layer_norm_all", "policy_init"):
+    for key in ("layer_norm_kind", "policy_layer_norm_kind", "policy_layer_norm_all", "policy_init"):
         del saved[key]
     cfg = config_from_checkpoint("stable_crl", saved)
-    assert (cfg.layer_norm_kind, cfg.policy_layer_norm_all, cfg.policy_init) == ("torch", False, "xavier")
+    assert (cfg.layer_norm_kind, cfg.policy_layer_norm_kind, cfg.policy_layer_norm_all, cfg.policy_init) == \
+        ("torch", "torch", False, "xavier")
     current = config_from_checkpoint("gcbc", config_to_dict(default_config("gcbc")))
     assert current == default_config("gcbc")  # saved keys win over the legacy values
     with pytest.raises(ValueError, match="no field"):
         config_from_checkpoint("gciql", {"nope": 1})
+
+
+@pytest.mark.parametrize("algo", ["stable_crl", "gcbc", "gciql"])
+@pytest.mark.parametrize("kind", ["authors", "torch"])
+def test_a_config_from_before_the_policy_layer_norm_switch_keeps_its_one_kind_for_both(algo, kind):
+    """Until policy_layer_norm_kind existed, layer_norm_kind set the critic's and the policy's
+    MLP LayerNorm: a saved config naming only it gets its value for both, never the new
+    default, and rebuilds the same network (same parameter names and shapes)."""
+    saved = config_to_dict(apply_overrides(default_config(algo), SMALL + [f"layer_norm_kind={kind}",
+                                                                          f"policy_layer_norm_kind={kind}"]))
+    old_format = {k: v for k, v in saved.items() if k != "policy_layer_norm_kind"}
+    cfg = config_from_checkpoint(algo, old_format)
+    assert (cfg.layer_norm_kind, cfg.policy_layer_norm_kind) == (kind, kind)
+    assert cfg == config_from_checkpoint(algo, saved)
+    old_agent, agent = (make_agent(algo, c, (48, 48, 3), 7, "cpu") for c in (cfg, config_from_checkpoint(algo, saved)))
+    assert {k: v.shape for k, v in old_agent.state_dict().items()} == {k: v.shape for k, v in agent.state_dict().items()}
+    assert _mlp_norm_kinds(old_agent) == {kind}
+    other = "torch" if kind == "authors" else "authors"  # a new config's two switches stay apart
+    split = config_from_checkpoint(algo, {**saved, "policy_layer_norm_kind": other})
+    assert (split.layer_norm_kind, split.policy_layer_norm_kind) == (kind, other)
 
 
 def _within_xavier(weight, fan_in, fan_out, gain):

@@ -224,19 +224,23 @@ def test_the_gripper_is_continuous_by_default_and_binary_snaps_it_at_the_middle_
     gripper's upper bound (open) at or above the middle of its bounds, the lower (closed)
     below, and leaves every other action dimension alone."""
     obs, goal = _images(64, 1), _images(64, 2)
-    bounds = dict(low=(-2.0, -1.6), high=(2.0, -0.4), names=("vx", "gripper"))  # the middle: -1.0 = MEAN[1]
+    # bounds whose middle is the untrained network's median opening, so the batch straddles it
+    unbounded = _policy("gcbc", low=None, high=None, names=("vx", "gripper"))
+    middle = float(np.median(unbounded.act(obs, goal, sample=False)[:, 1]))
+    low, high = middle - 0.5, middle + 0.5
+    bounds = dict(low=(-2.0, low), high=(2.0, high), names=("vx", "gripper"))
     continuous = _policy("gcbc", **bounds)
     assert continuous.agent.config.eval_gripper == "continuous" and continuous.gripper_mode == "continuous"
     raw = continuous.act(obs, goal, sample=False)
-    assert len(np.unique(raw[:, 1])) > 10 and (raw[:, 1] < -1.0).any() and (raw[:, 1] >= -1.0).any()
+    assert len(np.unique(raw[:, 1])) > 10 and (raw[:, 1] < middle).any() and (raw[:, 1] >= middle).any()
     binary = _policy("gcbc", **bounds, extra=["eval_gripper=binary"])
     assert binary.gripper_mode == "binary"
     snapped = binary.act(obs, goal, sample=False)
     np.testing.assert_array_equal(snapped[:, 0], raw[:, 0])
-    np.testing.assert_array_equal(snapped[:, 1], np.where(raw[:, 1] >= -1.0, -0.4, -1.6).astype(np.float32))
+    np.testing.assert_array_equal(snapped[:, 1], np.where(raw[:, 1] >= (low + high) / 2, high, low).astype(np.float32))
     assert binary.act(obs[0], goal[0], sample=False)[1] == snapped[0, 1]  # a single image too
     binary.seed(1)
-    assert set(np.unique(binary.act(obs, goal, sample=True)[:, 1])) == {np.float32(-1.6), np.float32(-0.4)}  # samples snap too
+    assert set(np.unique(binary.act(obs, goal, sample=True)[:, 1])) == {np.float32(low), np.float32(high)}  # samples snap too
     # the caller's choice wins over the model's, and None restores the model's
     binary.gripper_mode = "continuous"
     np.testing.assert_array_equal(binary.act(obs, goal, sample=False), raw)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 
 from crl_ros.learning.agents.base import Agent
-from crl_ros.learning.agents.common import LEGACY_VALUES
+from crl_ros.learning.agents.common import LEGACY_SPLIT_FROM, LEGACY_VALUES
 from crl_ros.learning.agents.gcbc import GCBCAgent
 from crl_ros.learning.agents.gciql import GCIQLAgent
 from crl_ros.learning.agents.stable_crl import StableCRLAgent
@@ -39,14 +39,19 @@ def config_from_checkpoint(name: str, data: Mapping[str, Any]) -> Any:
     """The config dataclass of `name` from a checkpoint's (or run's) saved config dict.
 
     Keys the dict lacks keep their defaults, except the switches in `LEGACY_VALUES`: a config
-    saved before a switch existed gets the value crl_ros used then, so the checkpoint's weights
+    saved before a switch existed gets the value crl_ros used then (for a switch split off an
+    older one, `LEGACY_SPLIT_FROM`, the older one's saved value), so the checkpoint's weights
     fit the network rebuilt from it and it acts as it did. Unknown keys raise ValueError.
     """
     cls = config_class(name)
     names = {f.name for f in dataclasses.fields(cls)}
     if not isinstance(data, Mapping):
         return config_from_dict(cls, data)  # raises the usual message
-    legacy = {key: value for key, value in LEGACY_VALUES.items() if key in names and key not in data}
+    legacy = {}
+    for key, value in LEGACY_VALUES.items():
+        if key in names and key not in data:
+            older = LEGACY_SPLIT_FROM.get(key)
+            legacy[key] = data[older] if older in data else value
     return config_from_dict(cls, {**data, **legacy})
 
 

@@ -25,12 +25,18 @@ from crl_ros.learning.precision import resolve_bf16
 #: the network they were trained as and act as they did.
 LEGACY_VALUES: dict[str, Any] = {
     "layer_norm_kind": "torch",
+    "policy_layer_norm_kind": "torch",
     "policy_layer_norm_all": False,
     "policy_init": "xavier",
     "normalize_actions": True,
     "eval_sample": False,
     "eval_gripper": "continuous",
 }
+
+#: A switch split off an older one -> that older one. A config that lacks the new switch but
+#: names the older one was trained with the older one's value for both: `layer_norm_kind` set
+#: the policy's MLP LayerNorm too until `policy_layer_norm_kind` existed.
+LEGACY_SPLIT_FROM: dict[str, str] = {"policy_layer_norm_kind": "layer_norm_kind"}
 
 @dataclass
 class AgentConfig(NetworkConfig):
