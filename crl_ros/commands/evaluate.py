@@ -98,12 +98,15 @@ def format_table(results: dict, title: str) -> str:
     total_s = sum(r[1] for r in rows)
     total_n = sum(r[2] for r in rows)
     width = max([len("task"), len("mean")] + [len(r[0]) for r in rows])
-    lines = [title, f"{'task':<{width}}  success  count    steps  95% interval (Wilson)"]
+    digits = len(str(total_n))  # the count column fits the total, "286/350"
+    count = lambda s, n: f"{s:>{digits}}/{n:<{digits}}"  # noqa: E731
+    col = max(len("count"), 2 * digits + 1)
+    lines = [title, f"{'task':<{width}}  success  {'count':<{col}}   steps  95% interval (Wilson)"]
     for task, s, n, rate, steps in rows:
-        lines.append(f"{task:<{width}}  {100 * rate:6.1f}%  {s:>2}/{n:<3}  {steps:6.1f}  "
+        lines.append(f"{task:<{width}}  {100 * rate:6.1f}%  {count(s, n):<{col}}  {steps:6.1f}  "
                      f"{percent_interval(wilson_interval(s, n))}")
-    lines.append(f"{'mean':<{width}}  {100 * total_s / max(total_n, 1):6.1f}%  {total_s:>2}/{total_n:<3}          "
-                 f"{percent_interval(mean_interval(results))}")
+    lines.append(f"{'mean':<{width}}  {100 * total_s / max(total_n, 1):6.1f}%  {count(total_s, total_n):<{col}}  "
+                 f"{'':6}  {percent_interval(mean_interval(results))}")
     return "\n".join(lines)
 
 
