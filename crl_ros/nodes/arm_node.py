@@ -30,7 +30,6 @@ from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from crl_ros.learning.gripper import snap_gripper
 from crl_ros.nodes import common
 from crl_ros.robot import actions, kinematics
 from crl_ros.robot.safety import ActionGuard, ArmState, JointGuard, UnsafeCommand, Watchdog, gripper_to_finger
@@ -48,6 +47,8 @@ PARAMETERS = [
     ("out_of_bounds", "reject", "actions outside the per-step bounds: reject or clip"),
     ("home_pose", [0.3, 0.0, 0.15, 0.0, 0.0, 0.0], "go_home target [x, y, z, roll, pitch, yaw] of the gripper (m, rad)"),
     ("home_time_s", 2.0, "duration of the go_home motion (lengthened to respect velocity limits)"),
+    ("interbotix_reply_timeout_s", 0.2, "interbotix backend: longest wait for the API's answer to a command"),
+    ("interbotix_startup_timeout_s", 60.0, "interbotix backend: longest wait for the API to find the xs_sdk"),
 ]
 
 
@@ -60,42 +61,18 @@ class RosControlBackend:
         self.gripper_pub = node.create_publisher(JointTrajectory, gripper_topic, common.reliable_qos())
         self.gripper_joint = gripper_joint
 
-    def send(self, q6: np.ndarray, gripper01: float | None, seconds: float) -> None:
+    def send(self, q6: np.ndarray, gripper01: float | None, seconds: float) -> tuple[bool, str]:
         stamp = self.node.get_clock().now().to_msg()
         self.arm_pub.publish(_trajectory(kinematics.JOINT_NAMES, q6, seconds, stamp))
         if gripper01 is not None:
             self.gripper_pub.publish(_trajectory([self.gripper_joint], [gripper_to_finger(gripper01)], seconds, stamp))
+        return True, ""
+
+    def hold(self, q6: np.ndarray) -> tuple[bool, str]:
+        return self.send(q6, None, 0.1)
 
     def close(self) -> None:
         pass
-
-
-class InterbotixBackend:
-    """The Interbotix Python API; constructing it blocks until the xs_sdk driver is up."""
-
-    def __init__(self, robot_model: str):
-        try:
-            from interbotix_common_modules.common_robot.robot import robot_startup
-            from interbotix_xs_modules.xs_robot.arm import InterbotixManipulatorXS
-        except ImportError as exc:
-            raise ImportError("backend 'interbotix' needs the Interbotix ROS 2 packages "
-                              "(interbotix_xs_toolbox) from the robot computer's workspace: " + str(exc)) from exc
-        self.bot = InterbotixManipulatorXS(robot_model=robot_model, group_name="arm", gripper_name="gripper")
-        robot_startup()
-        self._gripper_open: bool | None = None
-
-    def send(self, q6: np.ndarray, gripper01: float | None, seconds: float) -> None:
-        self.bot.arm.set_joint_positions([float(v) for v in q6], moving_time=max(seconds, 0.1),
-                                         accel_time=max(seconds, 0.1) / 4, blocking=False)
-        if gripper01 is not None:
-            want_open = snap_gripper(float(gripper01)) == 1.0
-            if want_open != self._gripper_open:
-                (self.bot.gripper.release if want_open else self.bot.gripper.grasp)(delay=0.0)
-                self._gripper_open = want_open
-
-    def close(self) -> None:
-        from interbotix_common_modules.common_robot.robot import robot_shutdown
-        robot_shutdown()
 
 
 def _trajectory(names, positions, seconds: float, stamp) -> JointTrajectory:
@@ -130,7 +107,12 @@ class ArmNode(Node):
         if p["backend"] == "ros2_control":
             self.backend = RosControlBackend(self, p["arm_command_topic"], p["gripper_command_topic"], p["gripper_joint"])
         elif p["backend"] == "interbotix":
-            self.backend = InterbotixBackend(p["robot_model"])
+            from crl_ros.nodes.interbotix_backend import InterbotixBackend
+            self.backend = InterbotixBackend(p["robot_model"], moving_time=self.period,
+                                             reply_timeout_s=float(p["interbotix_reply_timeout_s"]),
+                                             startup_timeout_s=float(p["interbotix_startup_timeout_s"]))
+            self.get_logger().info(f"Interbotix API, {self.backend.generation} generation, running in its own process "
+                                   f"(pid {self.backend.process.pid})")
         else:
             raise ValueError(f"arm_node: unknown backend {p['backend']!r} (ros2_control or interbotix)")
         self.status_pub = self.create_publisher(String, "arm_status", common.reliable_qos())
@@ -176,7 +158,10 @@ class ArmNode(Node):
         except (UnsafeCommand, ValueError) as exc:
             self.reject(str(exc))
             return
-        self.backend.send(q_target, gripper, self.period)
+        sent, why = self.backend.send(q_target, gripper, self.period)
+        if not sent:  # the driver did nothing: treat it as an unsafe action
+            self.reject(f"arm driver refused the command: {why}")
+            return
         self.watchdog.feed(now)
         self.state.accept()
         if info.get("clamped"):
@@ -195,7 +180,10 @@ class ArmNode(Node):
         self.state.hold(reason)
         self.watchdog.reset()
         if self.q is not None and time.monotonic() - self.q_time <= self.joint_state_timeout:
-            self.backend.send(self.q, None, 0.1)
+            held, why = self.backend.hold(self.q)
+            if not held:
+                self.get_logger().error(f"hold command not carried out ({why}): the arm finishes its last "
+                                        "accepted command", throttle_duration_sec=2.0)
         self.publish_status()
 
     def reject(self, reason: str) -> None:
@@ -243,7 +231,10 @@ class ArmNode(Node):
             response.success, response.message = False, str(exc)
             return response
         seconds = max(self.home_time, float(np.max(np.abs(q_home - q) / kinematics.VELOCITY_LIMITS)) * 1.5)
-        self.backend.send(q_home, 1.0, seconds)
+        sent, why = self.backend.send(q_home, 1.0, seconds)
+        if not sent:
+            response.success, response.message = False, f"arm driver refused the home move: {why}"
+            return response
         self.watchdog.reset()  # a long move is not a stalled policy
         self.state.hold("going home")
         response.success, response.message = True, f"moving home over {seconds:.1f}s"
