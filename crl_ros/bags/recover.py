@@ -14,7 +14,6 @@ No rclpy here.
 """
 from __future__ import annotations
 
-import mmap
 import os
 import shutil
 import struct
@@ -126,30 +125,36 @@ def scan_mcap(path: str | os.PathLike) -> McapScan:
                 raise RecoveryError(f"{path} is not an mcap file (its first bytes are not the mcap magic)")
             if size < len(MAGIC) + 9:
                 raise RecoveryError(f"{path} is {size} bytes: truncated inside its mcap header, nothing to recover")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _Scanner(path, data, size).run()
+            return _Scanner(path, f.fileno(), size).run()
     except OSError as exc:
         raise RecoveryError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 class _Scanner:
-    def __init__(self, path: Path, data: mmap.mmap, size: int):
-        self.data, self.size = data, size
+    """One pass over the file with pread: memory holds one chunk at a time, not the file."""
+
+    def __init__(self, path: Path, fd: int, size: int):
+        self.fd, self.size = fd, size
         self.scan = McapScan(path, size)
         self.loose: dict[int, list] = {}   # messages outside chunks: a chunk at file offset 0
 
+    def read(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
+        return os.pread(self.fd, max(0, min(n, self.size - offset)), offset)
+
     def run(self) -> McapScan:
-        data, scan = self.data, self.scan
-        op, length = _RECORD.unpack_from(data, 8)
+        scan = self.scan
+        op, length = _RECORD.unpack(self.read(8, 9))
         if op != HEADER or 17 + length > self.size:
             raise RecoveryError(f"{scan.path}: truncated or damaged inside its mcap header ({self.size} bytes): "
                                 f"nothing to recover")
         pos = scan.tail_offset = 17 + length
-        scan.footer = data[-8:] == MAGIC and self.size >= 45 and data[self.size - 37] == FOOTER
+        footer = self.read(self.size - 37, 37) if self.size >= 17 + length + 37 else b""
+        scan.footer = footer[-8:] == MAGIC and footer[0] == FOOTER
         while pos < self.size:
             if pos + 9 > self.size:
                 break  # cut inside a record's opcode and length
-            op, length = _RECORD.unpack_from(data, pos)
+            op, length = _RECORD.unpack(self.read(pos, 9))
             end = pos + 9 + length
             if op not in KNOWN_OPCODES and op < 0x80:
                 pos = self._skip_damage(pos, f"bytes at offset {pos} are no mcap record (opcode 0x{op:02x})")
@@ -166,8 +171,8 @@ class _Scanner:
                 break
             if op == CHUNK:
                 self._chunk(pos, end)
-            elif op in (SCHEMA, CHANNEL, MESSAGE) and not self._record(op, data[pos + 9:_head_end(op, pos, end)],
-                                                                       pos, self.loose):
+            elif op in (SCHEMA, CHANNEL, MESSAGE) and not self._record(
+                    op, self.read(pos + 9, _head_end(op, pos, end) - pos - 9), pos, self.loose):
                 self._damaged(pos, end, f"record at offset {pos} (opcode 0x{op:02x}) is damaged")
             pos = scan.tail_offset = end
         if self.loose:
@@ -185,50 +190,58 @@ class _Scanner:
 
     def _next_whole_chunk(self, start: int) -> int:
         """The offset of the first whole chunk record at or after ``start``, or -1."""
-        while True:
-            start = self.data.find(bytes([CHUNK]), start)
-            if start < 0 or self._chunk_fits(start):
-                return start
-            start += 1
+        window = 1 << 20
+        while start < self.size:
+            block = self.read(start, window)
+            at = block.find(bytes([CHUNK]))
+            while at >= 0:
+                if self._chunk_fits(start + at):
+                    return start + at
+                at = block.find(bytes([CHUNK]), at + 1)
+            start += len(block)
+        return -1
+
+    def _chunk_header(self, pos: int) -> tuple | None:
+        """(record end, uncompressed size, crc, compression, records start, records length)
+        of the chunk record at ``pos``, or None where its header is cut or no chunk header."""
+        head = self.read(pos, 9 + _CHUNK.size + 4 + 4 + 8)  # a compression name has at most 4 bytes
+        if len(head) < 9 + _CHUNK.size + 4:
+            return None
+        _, length = _RECORD.unpack_from(head, 0)
+        _, _, uncompressed_size, crc = _CHUNK.unpack_from(head, 9)
+        (n,) = struct.unpack_from("<I", head, 9 + _CHUNK.size)
+        if n > 4 or len(head) < 9 + _CHUNK.size + 4 + n + 8:
+            return None
+        compression = head[9 + _CHUNK.size + 4:9 + _CHUNK.size + 4 + n].decode("latin-1")
+        (records_len,) = struct.unpack_from("<Q", head, 9 + _CHUNK.size + 4 + n)
+        records_start = pos + 9 + _CHUNK.size + 4 + n + 8
+        return pos + 9 + length, uncompressed_size, crc, compression, records_start, records_len
 
     def _chunk_fits(self, pos: int) -> bool:
         """Whether a whole, self-consistent chunk record starts at ``pos`` (lengths agree)."""
-        if pos + 9 + _CHUNK.size + 4 > self.size:
+        header = self._chunk_header(pos)
+        if header is None:
             return False
-        _, length = _RECORD.unpack_from(self.data, pos)
-        body = pos + 9
-        (n,) = struct.unpack_from("<I", self.data, body + _CHUNK.size)
-        if n > 4 or body + _CHUNK.size + 4 + n + 8 > self.size:
-            return False
-        compression = bytes(self.data[body + _CHUNK.size + 4:body + _CHUNK.size + 4 + n])
-        (records_len,) = struct.unpack_from("<Q", self.data, body + _CHUNK.size + 4 + n)
-        return (compression.decode("latin-1") in COMPRESSIONS and body + length <= self.size
-                and length == _CHUNK.size + 4 + n + 8 + records_len)
+        end, _, _, compression, records_start, records_len = header
+        return compression in COMPRESSIONS and end <= self.size and records_start + records_len == end
 
     def _chunk(self, pos: int, end: int) -> None:
         """Read the chunk record at ``pos``; ``end`` below its declared end: cut short."""
-        data = self.data
-        body = pos + 9
-        declared_end = body + _RECORD.unpack_from(data, pos)[1]
-        if body + _CHUNK.size + 4 > end:
-            return  # cut inside the chunk's header
-        _, _, uncompressed_size, crc = _CHUNK.unpack_from(data, body)
-        (n,) = struct.unpack_from("<I", data, body + _CHUNK.size)
-        records_start = body + _CHUNK.size + 4 + n + 8
+        declared_end = pos + 9 + _RECORD.unpack(self.read(pos, 9))[1]
         cut = end < declared_end
-        if n > 4 or records_start > end:
+        header = self._chunk_header(pos)
+        if header is None or header[4] > end:
             if not cut:
                 self._damaged(pos, declared_end, f"chunk at offset {pos}: unreadable header")
-            return
-        compression = bytes(data[body + _CHUNK.size + 4:records_start - 8]).decode("latin-1")
-        (records_len,) = struct.unpack_from("<Q", data, records_start - 8)
+            return  # else: cut inside the chunk's header
+        _, uncompressed_size, crc, compression, records_start, records_len = header
         if compression not in COMPRESSIONS or (not cut and records_start + records_len != declared_end):
             self._damaged(pos, declared_end, f"chunk at offset {pos}: unreadable header")
             return
         available = min(records_len, end - records_start)
+        raw = self.read(records_start, available)
         try:
-            records = (data[records_start:records_start + available] if not compression else
-                       decompress(bytes(data[records_start:records_start + available]), compression, cut))
+            records = raw if not compression else decompress(raw, compression, cut)
         except Exception as exc:  # zstd / lz4 errors: the bytes are damaged
             self._damaged(pos, declared_end, f"chunk at offset {pos}: cannot decompress ({compression}: {exc})")
             return
@@ -237,7 +250,7 @@ class _Scanner:
             self._damaged(pos, declared_end, f"chunk at offset {pos}: its records fail their {what} check")
             return
         messages, used = self._chunk_records(records, pos, cut)
-        chunk = _Chunk(0, pos, 9 + (declared_end - body), {}, compression, records_start, available,
+        chunk = _Chunk(0, pos, declared_end - pos, {}, compression, records_start, available,
                        len(records), partial=cut and bool(compression))
         if cut:
             # an uncompressed chunk's kept records end at a known offset; a compressed one's not
