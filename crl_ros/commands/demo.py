@@ -2,8 +2,10 @@
 the ROS graph (sim_node, camera_node, goal_node, policy_node, arm_node in one process) with
 the bundled Stable CRL model: 5 `reach` goals and 5 `push_block` goals, one episode per sim
 seed. It counts the episodes' own results (each decided once, at its first task_success),
-prints what it measured per task (successes, time and actions to success) and writes a GIF
-of goal | camera per episode and results.json.
+prints one verdict line per episode and a table of what it measured per task (successes,
+time and actions to success), and writes a GIF of goal | camera per episode (one frame per
+action) and results.json. The nodes' log lines go to OUT/logs/ only (rcl's log file);
+``--verbose`` shows them on the console too.
 ``--pointmass``: the learning demo instead (scripted point-mass demos -> Stable CRL, 1,000
 steps -> success on held-out goals; 9.6 minutes on a 2-core AVX2 EPYC).
 """
@@ -36,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and push_block 60)")
     parser.add_argument("--out", default="demo_out", help="folder for the GIFs and results.json (and the "
                         "point-mass run)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the nodes' log lines on the console (they always go to OUT/logs/)")
     parser.add_argument("--pointmass", action="store_true", help="the point-mass learning demo instead")
     parser.add_argument("--steps", type=positive_int, default=1000, help="--pointmass: training steps")
 
@@ -50,6 +54,8 @@ def _reach_goal(args, out: Path) -> int:
     """One `crl reach-goal --sim` episode per seed; counts the episodes' own results (the
     verdict each one printed), writes them to results.json; non-zero only if one failed to run."""
     import json
+    import os
+    import time
 
     from crl_ros.nodes import common
     from crl_ros.nodes import reach_goal_bringup as reach_goal
@@ -65,43 +71,54 @@ def _reach_goal(args, out: Path) -> int:
             return 1
     tasks = [args.task] if isinstance(args.task, str) else list(args.task)
     results = {task: [] for task in tasks}
-    for task in tasks:
-        for i in range(args.episodes):
-            seed = args.seed + i
-            gif = out / f"reach_goal_{task}_seed{seed}.gif"
-            print(f"--- {task}, episode {i + 1}/{args.episodes}: seed {seed}", flush=True)
-            try:
-                results[task].append(reach_goal.reach(argparse.Namespace(
-                    sim=True, task=task, seed=seed, goal=None, model=str(model), device=None,
-                    timeout=args.timeout, gif=str(gif), enable=False)))
-            except reach_goal.ReachGoalError as exc:
-                print(f"crl demo: {task} episode {i + 1} (seed {seed}) could not run: {exc}", file=sys.stderr)
-                return exc.code
-    report = out / "results.json"
-    report.write_text(json.dumps({
+    # rcl writes the nodes' log lines to a file in ROS_LOG_DIR; to the console as well only with --verbose
+    os.environ["ROS_LOG_DIR"] = str((out / "logs").resolve())
+    start = time.monotonic()
+    with common.interrupts_in_main_thread([] if args.verbose else ["--disable-stdout-logs"]):
+        for task in tasks:
+            for i in range(args.episodes):
+                seed = args.seed + i
+                episode = argparse.Namespace(sim=True, task=task, seed=seed, goal=None, model=str(model),
+                                             device=None, timeout=args.timeout, enable=False,
+                                             gif=str(out / f"demo_{task}_seed{seed}.gif"))
+                try:
+                    result = reach_goal.run_episode(episode, *reach_goal.check_inputs(episode), announce=False)
+                except reach_goal.ReachGoalError as exc:
+                    print(f"crl demo: {task} episode {i + 1} (seed {seed}) could not run: {exc}", file=sys.stderr)
+                    return exc.code
+                results[task].append(result)
+                gif = f"GIF {Path(result.gif).name} ({result.gif_frames} frames)" if result.gif else "no GIF"
+                print(f"{result.summary()}; {gif}", flush=True)
+    seconds = time.monotonic() - start
+    (out / "results.json").write_text(json.dumps({
         "tasks": {task: {"reached": sum(r.success for r in rs), "episodes": len(rs)} for task, rs in results.items()},
-        "model": str(model), "timeout_s": args.timeout,
+        "model": str(model), "timeout_s": args.timeout, "seconds_in_all": seconds,
         "episodes": [r.as_dict() for rs in results.values() for r in rs]}, indent=2))
-    for task, rs in results.items():
-        print(summarize(rs, task, args.timeout, model))
-    print(f"GIFs (goal | camera) and results.json in {out}")
+    print(summary_table(results, args.timeout, model, seconds))
+    print(f"GIFs (goal | camera, one frame per action) and results.json in {out}; the nodes' log lines in "
+          f"{out / 'logs'}")
     return 0
 
 
-def summarize(results: list, task: str, timeout: float, model) -> str:
-    """What the demo measured: episodes, successes, and time and actions to reach the goal."""
-    reached = [r for r in results if r.success]
-    seeds = f"seed {results[0].seed}" if len(results) == 1 else f"seeds {results[0].seed}-{results[-1].seed}"
-    lines = [f"demo: {len(reached)}/{len(results)} episodes reached their goal image (task {task}, "
-             f"sim {seeds}, one goal each, {timeout:.0f} s allowed per episode) "
+def summary_table(results: dict[str, list], timeout: float, model, seconds: float) -> str:
+    """What the demo measured, a row per task: successes, time and actions to reach the goal,
+    the seeds that timed out."""
+    episodes = [r for rs in results.values() for r in rs]
+    seeds = sorted({r.seed for r in episodes})
+    seeds = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+    header = ("task", "reached", "to success (s)", "actions", "timed out (seed)")
+    rows = [header]
+    for task, rs in results.items():
+        reached = [r for r in rs if r.success]
+        rows.append((task, f"{len(reached)}/{len(rs)}",
+                     _span([f"{r.seconds:.1f}" for r in reached]) if reached else "-",
+                     _span([str(r.actions) for r in reached]) if reached else "-",
+                     ", ".join(str(r.seed) for r in rs if not r.success) or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [f"demo: {sum(r.success for r in episodes)}/{len(episodes)} episodes reached their goal image "
+             f"(sim {seeds}, one goal each, {timeout:.0f} s allowed per episode, {seconds:.0f} s in all) "
              f"through the ROS graph with {model}"]
-    if reached:
-        seconds = _span([f"{r.seconds:.1f}" for r in reached])
-        actions = _span([str(r.actions) for r in reached])
-        lines.append(f"  to success: {seconds} s, {actions} policy actions")
-    timed_out = [str(r.seed) for r in results if not r.success]
-    if timed_out:
-        lines.append(f"  timed out: seed {', '.join(timed_out)}")
+    lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
 
 

@@ -286,12 +286,13 @@ def call_service(client, request, timeout: float = 10.0, retry: bool = True, att
 
 
 @contextlib.contextmanager
-def interrupts_in_main_thread():
+def interrupts_in_main_thread(ros_args: Sequence[str] = ()):
     """For one-process bringups (`crl demo`, `crl reach-goal`, `crl record`): rclpy is
     initialised without its own signal handlers, so Ctrl-C raises KeyboardInterrupt in the
     main thread, and SIGTERM does the same, instead of shutting the context down under the
     nodes while they run (which ended in tracebacks from the executor thread and from the
-    next service call). The caller's ``finally`` then closes nodes and bags in order."""
+    next service call). The caller's ``finally`` then closes nodes and bags in order.
+    ``ros_args``: for rclpy.init, e.g. ``["--disable-stdout-logs"]`` (`crl demo`)."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
@@ -302,7 +303,7 @@ def interrupts_in_main_thread():
     # SIGINT too: a process started in the background inherits it ignored, and rclpy's own
     # handler (which this replaces) took it regardless.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
-    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=["--ros-args", *ros_args] if ros_args else [], signal_handler_options=SignalHandlerOptions.NO)
     try:
         yield
     finally:

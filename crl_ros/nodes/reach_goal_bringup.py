@@ -4,20 +4,24 @@ The same nodes and the same config/*.yaml as `ros2 launch crl_ros reach_goal.lau
 camera_node (ingests image_raw), goal_node, policy_node, arm_node and, with ``--sim``,
 sim_node standing in for the robot and camera. The goal goes in through the real
 interface: goal_node's ``goal_image_path`` parameter, set with a SetParameters service
-call (``--goal IMAGE``, or in sim the task's goal rendered by the simulator's camera).
+call (``--goal IMAGE``, or in sim the task's goal rendered by the simulator's camera,
+written to a temporary folder that is removed once goal_node has loaded it). The goal
+image and the model (loaded as a checkpoint, then handed to policy_node) are checked
+before any node starts.
 
 One episode runs until the simulator reports ``task_success`` (sim) or ``--timeout``.
 The verdict is decided ONCE, at that moment, from the first ``task_success: true``;
 then the goal is cleared and the arm stopped (hold and disable), and only then are the
-result printed and the GIF (goal | camera) written. (The verdict used to be re-read
+result printed and the GIF (goal | camera) written: one frame per action policy_node
+published, up to the verdict's count, each shown for one control period. (The verdict used to be re-read
 after the GIF was written; by then the still-moving arm could have left the goal and a
 later ``task_success: false`` turned a printed SUCCESS into exit code 1.)
 
 Callbacks run on one SingleThreadedExecutor thread, in arrival order (the simulator
 keeps its own thread for physics and rendering); the sim is seeded, and the policy acts
 as policy_node's ``sample_actions`` and ``gripper_mode`` say (``auto``: the model's
-settings; the bundled model samples and opens or closes its gripper fully). Physics follows wall-clock time, so two runs of one seed can still
-differ by a step or two.
+settings; the bundled model samples and opens or closes its gripper fully). Physics
+follows wall-clock time, so two runs of one seed can still differ by a step or two.
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", help="checkpoint (default: policy_node.yaml's model_path)")
     parser.add_argument("--device", help="auto | cpu | cuda (default: policy_node.yaml's)")
     parser.add_argument("--timeout", type=positive_float, default=60.0, help="seconds before giving up")
-    parser.add_argument("--gif", help="save goal | camera frames (5 per second) as this GIF")
+    parser.add_argument("--gif", help="save goal | camera as this GIF, one frame per action (at the control rate)")
     parser.add_argument("--enable", action="store_true",
                         help="real robot: enable the arm right away (in sim it always is)")
 
@@ -135,51 +139,81 @@ def reach(args) -> ReachResult:
 
     Raises ReachGoalError when the episode cannot run.
     """
-    if not args.sim and not args.goal:
-        raise ReachGoalError("give --goal IMAGE (or use --sim, whose task has a goal)", 2)
     from crl_ros.nodes import common
 
-    model = args.model or common.node_defaults("policy_node").get("model_path", "")
+    model, policy = check_inputs(args)
+    with common.interrupts_in_main_thread():
+        return run_episode(args, model, policy)
+
+
+def check_inputs(args):
+    """What an episode needs, checked before any node starts: the goal image (given, or the
+    sim task's) and the model, loaded as a checkpoint. Returns (model path, loaded Policy)
+    for `run_episode`; raises ReachGoalError naming the problem."""
+    from crl_ros.learning.checkpoint import CheckpointError
+    from crl_ros.learning.policy import Policy
+    from crl_ros.nodes import common
+    from crl_ros.robot import camera
+
+    if not args.sim and not args.goal:
+        raise ReachGoalError("give --goal IMAGE (or use --sim, whose task has a goal)", 2)
+    if args.goal:
+        try:
+            camera.load_image_file(args.goal)
+        except FileNotFoundError:
+            raise ReachGoalError(f"goal image {args.goal} does not exist", 2) from None
+        except ValueError as exc:
+            raise ReachGoalError(str(exc), 2) from None
+    defaults = common.node_defaults("policy_node")
+    model = args.model or defaults.get("model_path", "")
     if not model:
         raise ReachGoalError("no model: pass --model CKPT or set model_path in config/policy_node.yaml", 2)
+    try:
+        path = common.resolve_model_path(str(model))
+        # policy_node is handed this policy; it applies its gripper_mode and sample_actions to it
+        policy = Policy.load(path, device=args.device or defaults.get("device", "auto"))
+    except FileNotFoundError as exc:
+        raise ReachGoalError(str(exc), 2) from None
+    except (CheckpointError, ValueError) as exc:  # not a checkpoint; a device this machine lacks
+        raise ReachGoalError(f"cannot use the model {model}: {exc}", 2) from None
+    return model, policy
 
-    with common.interrupts_in_main_thread():
-        return _reach(args, model)
 
-
-def _reach(args, model: str) -> ReachResult:
+def run_episode(args, model: str, policy, announce: bool = True) -> ReachResult:
+    """One episode with the inputs `check_inputs` checked, inside an initialised rclpy;
+    ``announce``: print the goal, the verdict and the GIF's path (`crl demo` prints its own)."""
     import rclpy
 
     nodes = []
     executor = None
+    say = print if announce else (lambda *a, **k: None)
     try:
-        sim, policy = _start_nodes(args, model, nodes)
-        goal_path = args.goal
-        if goal_path is None:
-            # The simulator renders the goal scene with the robot's camera, full frame:
-            # goal_node crops and resizes it exactly like camera_node does live.
-            goal_path = str(Path(tempfile.mkdtemp(prefix="crl_goal_")) / f"{sim.task_name}_goal.png")
-            from PIL import Image as PILImage
-            PILImage.fromarray(sim.goal_image()).save(goal_path)
-
-        monitor = _Monitor(rclpy.create_node("reach_goal_monitor"), policy, record_frames=bool(args.gif),
+        sim, policy_node = _start_nodes(args, model, policy, nodes)
+        monitor = _Monitor(rclpy.create_node("reach_goal_monitor"), policy_node, record_frames=bool(args.gif),
                            watch_success=sim is not None)
         nodes.append(monitor.node)
         executor = GraphExecutor(nodes)
 
-        ok, reason = set_goal_path(monitor.node, "goal_node", goal_path)
+        if args.goal:
+            goal = args.goal
+            ok, reason = set_goal_path(monitor.node, "goal_node", goal)
+        else:
+            goal = f"the simulator's {sim.task_name} goal (seed {sim.seed})"
+            ok, reason = _set_sim_goal(monitor.node, sim)
         if not ok:
-            raise ReachGoalError(f"goal_node refused the goal {goal_path}: {reason}")
-        print(f"goal: {goal_path}; model: {model}; timeout {args.timeout:.0f}s", flush=True)
+            raise ReachGoalError(f"goal_node refused the goal ({goal}): {reason}")
+        say(f"goal: {goal}; model: {model}; timeout {args.timeout:.0f}s", flush=True)
         monitor.start()
         monitor.finished.wait(args.timeout)
         seconds, actions, success = monitor.end(args.timeout)
         _end_episode(monitor.node)
         result = ReachResult(sim=sim is not None, task=sim.task_name if sim else None, seed=sim.seed if sim else None,
                              success=success, seconds=seconds, actions=actions, goal_score=monitor.score)
-        print(result.summary(), flush=True)
+        say(result.summary(), flush=True)
         if args.gif:
-            result.gif_frames = _save_gif(args.gif, monitor.frames)
+            # one frame per action, up to the verdict's; 1/rate_hz seconds each, as the arm moved
+            frame_ms = 1000.0 / float(policy_node.get_parameter("rate_hz").value)
+            result.gif_frames = _save_gif(args.gif, monitor.frames[:actions], frame_ms, say)
             result.gif = args.gif if result.gif_frames else None
         return result
     finally:
@@ -190,8 +224,21 @@ def _reach(args, model: str) -> ReachResult:
             node.destroy_node()
 
 
-def _start_nodes(args, model, nodes: list):
-    """sim_node (with --sim), camera_node, goal_node, policy_node and arm_node, appended to ``nodes``."""
+def _set_sim_goal(client_node, sim) -> tuple[bool, str]:
+    """The simulator renders the goal scene with the robot's camera, full frame; goal_node
+    reads it from a file (and crops and resizes it exactly like camera_node does live). The
+    file is only needed while goal_node loads it: its folder is removed right after."""
+    from PIL import Image as PILImage
+
+    with tempfile.TemporaryDirectory(prefix="crl_goal_") as folder:
+        path = Path(folder) / f"{sim.task_name}_goal.png"
+        PILImage.fromarray(sim.goal_image()).save(path)
+        return set_goal_path(client_node, "goal_node", str(path))
+
+
+def _start_nodes(args, model, policy, nodes: list):
+    """sim_node (with --sim), camera_node, goal_node, policy_node (acting with ``policy``)
+    and arm_node, appended to ``nodes``."""
     from crl_ros.nodes.arm_node import ArmNode
     from crl_ros.nodes.camera_node import CameraNode
     from crl_ros.nodes.goal_node import GoalNode
@@ -210,12 +257,12 @@ def _start_nodes(args, model, nodes: list):
             nodes.append(sim)
         nodes.append(CameraNode(parameter_overrides=[_param("source", "topic")]))
         nodes.append(GoalNode())
-        policy = PolicyNode(parameter_overrides=policy_overrides)
-        nodes.append(policy)
+        policy_node = PolicyNode(policy=policy, parameter_overrides=policy_overrides)
+        nodes.append(policy_node)
         nodes.append(ArmNode(parameter_overrides=[_param("start_enabled", bool(args.sim or args.enable))]))
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise ReachGoalError(str(exc)) from exc
-    return sim, policy
+    return sim, policy_node
 
 
 class GraphExecutor:
@@ -248,13 +295,14 @@ class GraphExecutor:
 
 
 class _Monitor:
-    """Watches the graph from outside, like `ros2 topic echo`: GIF frames of goal | camera,
+    """Watches the graph from outside, like `ros2 topic echo`: a GIF frame of goal | camera
+    for every action policy_node publishes (the camera's newest view when the action came),
     the last goal score and, in sim, the FIRST task_success that is true, which ends the
     episode. Its callbacks only record; the verdict is taken once, by ``end``."""
 
     def __init__(self, node, policy, record_frames: bool, watch_success: bool):
         from sensor_msgs.msg import Image
-        from std_msgs.msg import Bool, Float32
+        from std_msgs.msg import Bool, Float32, Float32MultiArray
 
         from crl_ros.nodes import common
 
@@ -264,11 +312,13 @@ class _Monitor:
         self.goal = None
         self.score: float | None = None
         self.frames: list = []
-        self._last_frame = -1.0
+        self._observation = None  # the newest observation message, decoded only for a frame
         self._start: float | None = None
         self._ended = False
         self._success_at: tuple[float, int] | None = None
-        node.create_subscription(Image, "observation", self.on_observation, common.sensor_qos())
+        if record_frames:
+            node.create_subscription(Image, "observation", self.on_observation, common.sensor_qos())
+            node.create_subscription(Float32MultiArray, "action", self.on_action, common.reliable_qos())
         node.create_subscription(Image, "goal_image", self.on_goal, common.latched_qos())
         node.create_subscription(Float32, "goal_score", self.on_score, common.reliable_qos())
         if watch_success:
@@ -288,15 +338,20 @@ class _Monitor:
             return min(time.monotonic() - self._start, timeout), self.policy.counts["acted"], False
 
     def on_observation(self, msg) -> None:
+        with self.lock:
+            self._observation = msg
+
+    def on_action(self, msg) -> None:
+        """A frame per action. Actions still on their way when the episode ended are kept
+        too (the caller trims the frames to the verdict's action count)."""
         from crl_ros.nodes import common
         from crl_ros.robot import camera
 
         with self.lock:
-            now = time.monotonic()
-            if not self.record_frames or self._ended or self.goal is None or now - self._last_frame < 0.2:
+            if self.goal is None or self._observation is None:
                 return
-            self.frames.append(camera.goal_beside_view(self.goal, common.image_from_msg(msg), scale=4))
-            self._last_frame = now
+            view = common.image_from_msg(self._observation)
+            self.frames.append(camera.goal_beside_view(self.goal, view, scale=4))
 
     def on_goal(self, msg) -> None:
         from crl_ros.nodes import common
@@ -332,8 +387,8 @@ def _end_episode(node, timeout: float = 5.0) -> None:
             node.destroy_client(client)
 
 
-def _save_gif(path: str, frames: list) -> int:
-    """Write the frames as a GIF (5 frames per second); returns how many."""
+def _save_gif(path: str, frames: list, frame_ms: float, say=print) -> int:
+    """Write the frames as a GIF, ``frame_ms`` each; returns how many."""
     from PIL import Image as PILImage
 
     if not frames:
@@ -341,6 +396,6 @@ def _save_gif(path: str, frames: list) -> int:
         return 0
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     images = [PILImage.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=200, loop=0)
-    print(f"saved {len(images)} frames (goal | camera) to {path}", flush=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(frame_ms), loop=0)
+    say(f"saved {len(images)} frames (goal | camera, one per action) to {path}", flush=True)
     return len(images)
