@@ -40,6 +40,8 @@ if ! "$VENV/bin/python" -c 'import rclpy' 2>/dev/null; then
   pip install -q "ros-rclpy[fastrtps]" ros-sensor-msgs ros-std-msgs ros-std-srvs ros-geometry-msgs ros-trajectory-msgs ros-rcl-interfaces
 fi
 pip install -q -r requirements.txt
-pip install -q --no-deps -e .
+# setuptools' editable build prints an "Editable installation" notice as a warning (on pip's
+# build output, stderr) on every install: informational only, so filtered here
+PYTHONWARNINGS="ignore:Editable installation" pip install -q --no-deps -e .
 touch "$STAMP"
 echo "[setup] done: $("$VENV/bin/python" -c 'import torch,sys;print("python",sys.version.split()[0],"torch",torch.__version__)')"

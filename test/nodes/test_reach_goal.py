@@ -120,9 +120,10 @@ def _gif_frames_and_time(path: Path) -> tuple[int, int]:
 
 def test_reach_goal_with_gif_exits_0_exactly_when_it_printed_success(tmp_path):
     """The reported case: a SUCCESS with --gif ended with exit code 1. Seed 100 of `reach`
-    is reached by the bundled model in about a second. The GIF has one frame per action
-    (it had fewer: frames were taken every 0.2 s of wall time, from a late camera), and the
-    goal rendered to a temporary folder leaves nothing behind."""
+    is reached by the bundled model in about a second. The GIF has one frame per action (it
+    had fewer: a frame was taken at the first camera frame at least 0.2 s after the last, so
+    each interval ran past 0.2 s by up to a camera period), and the goal rendered to a
+    temporary folder leaves nothing behind."""
     gif = tmp_path / "reach.gif"
     result = _crl("reach-goal", "--sim", "--task", "reach", "--seed", "100", "--model", str(MODEL),
                   "--device", "cpu", "--timeout", "30", "--gif", str(gif), offset=61, tmp=tmp_path / "tmp")
