@@ -125,7 +125,24 @@ def test_05_a_target_the_api_refuses_is_never_sent_and_the_arm_holds(robot):
         "the refused action's gripper close was not carried out"
 
 
-def test_06_ctrl_c_stops_arm_node_and_the_api_cleanly(robot):
+def test_06_go_home_writes_its_timing_once_and_the_next_command_puts_it_back(robot):
+    from std_srvs.srv import Trigger
+    robot.client.enable()
+    before = len(robot.events("set_motor_registers"))
+    reply = robot.ros.call(Trigger, "/wx250s/go_home")
+    assert reply.success, reply.message
+    robot.ros.wait_for(lambda: arm_commands(robot)[-1]["profile_velocity"] >= 2000, 10, "the home move at the xs_sdk")
+    robot.ros.spin_for(arm_commands(robot)[-1]["profile_velocity"] / 1000 + 0.5)  # the stand-in arm gets home
+    robot.client.actions(3, FORWARD)
+    robot.ros.wait_for(lambda: arm_commands(robot)[-1]["profile_velocity"] == 200, 10, "control timing back")
+    writes = [(e["reg"], e["value"]) for e in robot.events("set_motor_registers")[before:]]
+    assert [reg for reg, _ in writes] == ["Profile_Velocity", "Profile_Acceleration"] * 2
+    home_ms = writes[0][1]
+    assert home_ms >= 2000 and abs(writes[1][1] - home_ms / 4) <= 1
+    assert writes[2:] == [("Profile_Velocity", 200), ("Profile_Acceleration", 50)]
+
+
+def test_07_ctrl_c_stops_arm_node_and_the_api_cleanly(robot):
     assert robot.node.interrupt() == 0, robot.node.log()
     assert "Traceback" not in robot.node.log(), robot.node.log()
     assert robot.sdk.poll() is None, "the driver keeps running"
