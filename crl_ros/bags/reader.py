@@ -68,7 +68,10 @@ class BagReader:
         if storage.is_dir():
             self.notes.append(f"warning: the metadata.yaml of {self.path} does not open with its "
                               f"{mcap.name} ({exc}); read {mcap.name} itself")
-        self.notes.append(f"warning: {scan.summary()}. `crl bag repair {self.path} OUT` writes an indexed copy")
+        if scan.intact:  # refused for another reason (e.g. an mcap profile other than ros2)
+            self.notes.append(f"{mcap.name} does not open with rosbags ({exc}); read record by record: {scan.summary()}")
+        else:
+            self.notes.append(f"warning: {scan.summary()}. `crl bag repair {self.path} OUT` writes an indexed copy")
         self.recovered, self._index = scan, scan.index()
 
     def close(self) -> None:
@@ -93,6 +96,12 @@ class BagReader:
     def end_ns(self) -> int:
         # rosbags' end_time is one past the last message; a recovered bag says the same
         return self.recovered.end_ns + 1 if self.recovered else int(self._reader.end_time)
+
+    @property
+    def indexed(self) -> bool:
+        """Whether messages can be read from any time on without reading the ones before
+        (one .mcap with an index: `payload_messages` then skips lazy payloads unread)."""
+        return self._mcap_index() is not None
 
     def topics(self) -> dict[str, TopicInfo]:
         if self.recovered:
