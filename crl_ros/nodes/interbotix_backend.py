@@ -62,7 +62,11 @@ class InterbotixBackend:
         child_conn.close()
         reply = self._receive(lambda r: r[0] in ("ready", "failed"), startup_timeout_s)
         if reply is None or reply[0] == "failed":
+            exited = not self.process.is_alive()
             self._stop_process()
+            if reply is None and exited:
+                raise RuntimeError(f"the Interbotix API process exited (code {self.process.exitcode}) before it "
+                                   "was ready; its output is above")
             if reply is None:
                 raise RuntimeError(f"the Interbotix API did not come up within {startup_timeout_s:.0f}s: is the "
                                    f"xs_sdk running under /{robot_model}? (ros2 launch interbotix_xsarm_control "

@@ -2,6 +2,7 @@
 both generations' shape and behaviours), as a process: registers written once at start-up
 and never in the control loop, a refused command rejected with the arm held, the watchdog
 still holding, the gripper rule, and the API's rclpy.shutdown() never ending arm_node."""
+import importlib.util
 import json
 
 import numpy as np
@@ -111,3 +112,16 @@ def test_07_ctrl_c_closes_the_api_and_arm_node_exits_cleanly(arm):
     assert arm.node.interrupt() == 0, arm.node.log()
     assert "Traceback" not in arm.node.log()
     assert arm.events("shutdown" if arm.generation == "older" else "robot_shutdown")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("interbotix_xs_modules") is not None,
+                    reason="the Interbotix API is installed here")
+def test_without_the_api_arm_node_says_what_is_missing_and_exits(ros):
+    node = ArmNodeProcess(ros, {"PYTHONPATH": str(REPO)}, backend="interbotix")
+    try:
+        node.proc.wait(120)
+    finally:
+        code = node.interrupt()
+    assert code == 1
+    assert "cannot start: backend 'interbotix' needs the Interbotix ROS 2 packages" in node.log()
+    assert "Traceback" not in node.log()
