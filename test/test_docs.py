@@ -106,6 +106,10 @@ def demo_table_problems(text: str) -> tuple[int, list[str]]:
             rows += 1
             report = json.loads((REPO / "bench" / "results" / cited.group(1)).read_text())
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            in_all = re.search(r"(\d+) s in all", line)
+            if in_all and "seconds_in_all" in report and int(in_all.group(1)) != round(report["seconds_in_all"]):
+                problems.append(f"{cited.group(1)}: says {in_all.group(1)} s in all, the file has "
+                                f"{report['seconds_in_all']:.0f}")
             for task in ("reach", "push_block"):
                 episodes = [e for e in report["episodes"] if e["task"] == task]
                 problems += [f"{cited.group(1)} {task}: {p}"
