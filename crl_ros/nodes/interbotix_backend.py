@@ -23,7 +23,8 @@ Other upstream behaviour this backend handles:
   against its own defaults). So the registers are written here once at start-up, and every
   control command passes no timing: no register writes in the control loop. Only go_home
   (a longer move) changes them, and the next command after it puts them back.
-- a command older than ``max_age_s`` when the API would publish it is refused (stale).
+- a command past its deadline (half the time arm_node waits for the answer) when the API
+  would publish it is refused (stale): arm_node has given up on it and held the arm.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from crl_ros.learning.gripper import snap_gripper
 
 ARM_GROUP = "arm"
 GRIPPER_NAME = "gripper"
+TIMING_WRITE_TIMEOUT_S = 2.0  # the xs_sdk's answers to the two register writes
 
 
 def accel_time_for(moving_time: float) -> float:
@@ -51,12 +53,11 @@ class InterbotixBackend:
     def __init__(self, robot_model: str, moving_time: float, reply_timeout_s: float = 0.2,
                  startup_timeout_s: float = 60.0):
         self.reply_timeout = float(reply_timeout_s)
+        self.moving_time = self.last_seconds = float(moving_time)
         self.seq = 0
         spawn = multiprocessing.get_context("spawn")
         self.conn, child_conn = spawn.Pipe()
-        # A command is refused as stale well before arm_node stops waiting for its reply, so a
-        # command arm_node reported as unanswered (and held for) is not carried out later.
-        config = dict(robot_model=robot_model, moving_time=float(moving_time), max_age_s=self.reply_timeout / 2)
+        config = dict(robot_model=robot_model, moving_time=float(moving_time))
         self.process = spawn.Process(target=serve, args=(child_conn, config), name="interbotix_api", daemon=True)
         self.process.start()
         child_conn.close()
@@ -78,11 +79,11 @@ class InterbotixBackend:
     def send(self, q6: Sequence[float], gripper01: float | None, seconds: float) -> tuple[bool, str]:
         """Move to q6 over ``seconds``; (False, why) when the API refused or did not answer."""
         gripper_open = None if gripper01 is None else bool(snap_gripper(float(gripper01)) == 1.0)
-        return self._request("move", [float(v) for v in q6], gripper_open, float(seconds))
+        return self._request("move", float(seconds), [float(v) for v in q6], gripper_open, float(seconds))
 
     def hold(self, q6: Sequence[float]) -> tuple[bool, str]:
         """Command the measured position (the arm stops where it is)."""
-        return self._request("hold", [float(v) for v in q6])
+        return self._request("hold", self.moving_time, [float(v) for v in q6])
 
     def close(self) -> None:
         if self.process.is_alive():
@@ -92,19 +93,26 @@ class InterbotixBackend:
                 pass
         self._stop_process(grace_s=15.0)
 
-    def _request(self, kind: str, *args) -> tuple[bool, str]:
+    def _request(self, kind: str, seconds: float, *args) -> tuple[bool, str]:
         if not self.process.is_alive():
             return False, f"the Interbotix API process has exited (code {self.process.exitcode})"
+        timeout = self.reply_timeout
+        if abs(seconds - self.last_seconds) > 1e-6:  # go_home and the command after it write the registers first
+            timeout += TIMING_WRITE_TIMEOUT_S
+        self.last_seconds = seconds
         self.seq += 1
         seq = self.seq
+        # The API process refuses the command once half the wait is over, so a command reported
+        # here as unanswered (and held for) is not carried out later.
+        deadline = time.monotonic() + timeout / 2
         try:
-            self.conn.send((kind, seq, time.monotonic(), *args))
+            self.conn.send((kind, seq, deadline, *args))
         except OSError as exc:
             return False, f"the Interbotix API process is gone: {exc}"
         # Replies to earlier requests that arrived after their timeout are skipped.
-        reply = self._receive(lambda r: r[0] == "done" and r[1] == seq, self.reply_timeout)
+        reply = self._receive(lambda r: r[0] == "done" and r[1] == seq, timeout)
         if reply is None:
-            return False, f"the Interbotix API did not answer within {self.reply_timeout:.2f}s"
+            return False, f"the Interbotix API did not answer within {timeout:.2f}s"
         return reply[2], reply[3]
 
     def _receive(self, wanted, timeout: float):
@@ -149,13 +157,13 @@ def serve(conn, config: dict) -> None:
     try:
         while True:
             try:
-                kind, seq, sent_at, *args = conn.recv()
+                kind, seq, deadline, *args = conn.recv()
             except EOFError:  # arm_node exited without closing us
                 break
             if kind == "close":
                 break
             try:
-                ok, why = getattr(api, kind)(sent_at, *args)
+                ok, why = getattr(api, kind)(deadline, *args)
             except Exception as exc:  # report it; arm_node rejects and holds
                 ok, why = False, f"Interbotix API error: {type(exc).__name__}: {exc}"
             conn.send(("done", seq, ok, why))
@@ -169,7 +177,7 @@ def serve(conn, config: dict) -> None:
 class ApiServer:
     """The Interbotix API as arm_node uses it, for either generation."""
 
-    def __init__(self, robot_model: str, moving_time: float, max_age_s: float):
+    def __init__(self, robot_model: str, moving_time: float):
         from interbotix_xs_modules.xs_robot.arm import InterbotixManipulatorXS
 
         try:  # the newer generation has the global-node functions
@@ -179,7 +187,6 @@ class ApiServer:
         self.generation = "older" if common_robot is None else "newer"
         self.common_robot = common_robot
         self.control_timing = (moving_time, accel_time_for(moving_time))
-        self.max_age = max_age_s
         arm_args = dict(robot_model=robot_model, group_name=ARM_GROUP, gripper_name=GRIPPER_NAME,
                         moving_time=self.control_timing[0], accel_time=self.control_timing[1])
         if common_robot is None:
@@ -192,7 +199,7 @@ class ApiServer:
         self.set_timing(*self.control_timing)
         self.gripper_open: bool | None = None
 
-    def set_timing(self, moving_time: float, accel_time: float, timeout_s: float = 5.0) -> None:
+    def set_timing(self, moving_time: float, accel_time: float, timeout_s: float = TIMING_WRITE_TIMEOUT_S) -> None:
         """Write Profile_Velocity / Profile_Acceleration and wait for the xs_sdk's answers.
 
         Through the core's service client rather than ``arm.set_trajectory_time``: the older
@@ -212,17 +219,18 @@ class ApiServer:
         self.arm.moving_time, self.arm.accel_time = moving_time, accel_time
         self.timing = (moving_time, accel_time)
 
-    def stale(self, sent_at: float) -> str:
-        age = time.monotonic() - sent_at
-        return f"stale command ({age * 1000:.0f} ms old, max {self.max_age * 1000:.0f} ms)" if age > self.max_age else ""
+    @staticmethod
+    def stale(deadline: float) -> str:
+        late = time.monotonic() - deadline  # time.monotonic: one clock for every process on the machine
+        return f"stale command ({late * 1000:.0f} ms past its deadline)" if late > 0 else ""
 
-    def move(self, sent_at: float, q6: list[float], gripper_open: bool | None, seconds: float) -> tuple[bool, str]:
+    def move(self, deadline: float, q6: list[float], gripper_open: bool | None, seconds: float) -> tuple[bool, str]:
         timing = self.control_timing
         if abs(seconds - self.control_timing[0]) > 1e-6:  # go_home: a longer move
             timing = (seconds, accel_time_for(seconds))
         if timing != self.timing:
             self.set_timing(*timing)
-        if why := self.stale(sent_at):
+        if why := self.stale(deadline):
             return False, why
         # No moving_time / accel_time: the registers already hold them.
         if not self.arm.set_joint_positions(q6, blocking=False):
@@ -232,14 +240,14 @@ class ApiServer:
             self.gripper_open = gripper_open
         return True, ""
 
-    def hold(self, sent_at: float, q6: list[float]) -> tuple[bool, str]:
+    def hold(self, deadline: float, q6: list[float]) -> tuple[bool, str]:
         # The measured position, published as the group command set_joint_positions would
         # send. Not through set_joint_positions: its speed check compares with the last
         # *command*, which a hold after a long move (or a lagging arm) may be far from,
         # although the target is where the arm already is.
         if self.timing != self.control_timing:
             self.set_timing(*self.control_timing)
-        if why := self.stale(sent_at):
+        if why := self.stale(deadline):
             return False, why
         self.arm.core.robot_write_commands(self.arm.group_name, q6)
         self.arm.joint_commands = list(q6)

@@ -46,34 +46,33 @@ def server(monkeypatch):
     api.bot = SimpleNamespace(arm=api.arm, gripper=SimpleNamespace(
         grasp=lambda delay: api.arm.calls.append(("grasp",)), release=lambda delay: api.arm.calls.append(("release",))))
     api.control_timing = api.timing = (0.2, 0.05)
-    api.max_age = 0.1
     api.gripper_open = None
     return api
 
 
 def test_a_stale_command_is_refused_before_the_api_sees_it(server):
-    ok, why = server.move(time.monotonic() - 0.5, Q, True, 0.2)
+    ok, why = server.move(time.monotonic() - 0.01, Q, True, 0.2)
     assert not ok and "stale" in why
-    ok, why = server.hold(time.monotonic() - 0.5, Q)
+    ok, why = server.hold(time.monotonic() - 0.01, Q)
     assert not ok and "stale" in why
     assert server.arm.calls == []
 
 
 def test_a_refused_target_moves_neither_arm_nor_gripper(server):
     server.arm.accept = False
-    ok, why = server.move(time.monotonic(), [1.5, *Q[1:]], False, 0.2)
+    ok, why = server.move(time.monotonic() + 5, [1.5, *Q[1:]], False, 0.2)
     assert not ok and "waist 1.500 outside [-1.000, 1.000]" in why
     assert server.arm.calls == [("set_joint_positions", [1.5, *Q[1:]])]
 
 
 def test_control_moves_write_no_registers_and_go_home_timing_is_put_back_once(server):
     for _ in range(3):
-        assert server.move(time.monotonic(), Q, None, 0.2) == (True, "")
+        assert server.move(time.monotonic() + 5, Q, None, 0.2) == (True, "")
     assert [c for c in server.arm.calls if c[0] == "register"] == []
-    assert server.move(time.monotonic(), Q, True, 2.4) == (True, "")  # go_home
+    assert server.move(time.monotonic() + 5, Q, True, 2.4) == (True, "")  # go_home
     assert server.arm.moving_time == 2.4  # the API's speed check uses the time the motors run on
     for _ in range(3):
-        server.move(time.monotonic(), Q, True, 0.2)
+        server.move(time.monotonic() + 5, Q, True, 0.2)
     assert [c[1:] for c in server.arm.calls if c[0] == "register"] == [
         ("Profile_Velocity", 2400), ("Profile_Acceleration", 600), ("Profile_Velocity", 200),
         ("Profile_Acceleration", 50)]
@@ -82,6 +81,6 @@ def test_control_moves_write_no_registers_and_go_home_timing_is_put_back_once(se
 
 def test_hold_commands_the_measured_position(server):
     server.arm.joint_commands = [0.9] * 6  # far from where the arm is: upstream's check would refuse
-    assert server.hold(time.monotonic(), Q) == (True, "")
+    assert server.hold(time.monotonic() + 5, Q) == (True, "")
     assert server.arm.calls == [("group", Q)]
     assert server.arm.joint_commands == Q  # the next speed check starts from the hold
