@@ -74,17 +74,20 @@ class DatasetWriter:
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self._file = h5py.File(self._tmp, "w")
         h, w, c = metadata.image_shape
+        # track_times=False: no creation times in the file, so the same episodes give the same
+        # bytes (crl convert --workers N is checked against --workers 1 that way)
         self._images = self._file.create_dataset(
             "images", shape=(0, h, w, c), maxshape=(None, h, w, c), dtype=np.uint8,
-            chunks=(max(1, min(256, (1 << 20) // (h * w * c))), h, w, c), compression=compression)
+            chunks=(max(1, min(256, (1 << 20) // (h * w * c))), h, w, c), compression=compression,
+            track_times=False)
         self._actions = self._file.create_dataset(
             "actions", shape=(0, metadata.action_dim), maxshape=(None, metadata.action_dim),
-            dtype=np.float32, chunks=(4096, metadata.action_dim))
+            dtype=np.float32, chunks=(4096, metadata.action_dim), track_times=False)
         self._proprio = None
         if proprio_dim:
             self._proprio = self._file.create_dataset(
                 "proprio", shape=(0, proprio_dim), maxshape=(None, proprio_dim),
-                dtype=np.float32, chunks=(4096, proprio_dim))
+                dtype=np.float32, chunks=(4096, proprio_dim), track_times=False)
         self._ends: list[int] = []
         self._n = 0
 
@@ -139,7 +142,7 @@ class DatasetWriter:
             self.abort()
             raise DatasetError(f"no episodes were written to {self.path}")
         m = self.metadata
-        self._file.create_dataset("episode_ends", data=np.asarray(self._ends, dtype=np.int64))
+        self._file.create_dataset("episode_ends", data=np.asarray(self._ends, dtype=np.int64), track_times=False)
         attrs = self._file.attrs
         attrs["format"] = FORMAT_NAME
         attrs["format_version"] = FORMAT_VERSION
