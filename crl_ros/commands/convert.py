@@ -1,6 +1,7 @@
 """`crl convert BAG... --out DATASET.h5`: rosbag2 recordings (one episode per bag) -> dataset."""
 from __future__ import annotations
 
+import os
 import sys
 
 HELP = "convert rosbag2 recordings (one episode per bag) into a training dataset"
@@ -41,6 +42,9 @@ def add_arguments(parser) -> None:
                         help="decode JPEG frames at full size (default: libjpeg's scaled decoding where the dataset "
                         "image is small, several times faster, within JPEG error)")
     parser.add_argument("--no-proprio", action="store_true", help="do not store joint positions")
+    parser.add_argument("--workers", type=positive_int, default=len(os.sched_getaffinity(0)),
+                        help="processes converting at once: bags, or time slices of a long indexed .mcap (the "
+                        "dataset is the same for any number; default: the cores this process may use)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -60,7 +64,7 @@ def run(args) -> int:
                                  crop_is_default=not args.crop, max_gap_s=args.max_gap,
                                  gap_policy=args.gap_policy, min_fragment_s=args.min_fragment,
                                  no_gripper=args.no_gripper, fast_jpeg=not args.exact_jpeg,
-                                 store_proprio=not args.no_proprio, progress=not args.quiet,
+                                 store_proprio=not args.no_proprio, workers=args.workers, progress=not args.quiet,
                                  overwrite=args.overwrite)
         out = convert_bags(args.bags, args.out, options)
     except (BagError, DatasetError, FileExistsError, ValueError) as exc:
