@@ -42,6 +42,7 @@ PARAMETERS = [
     ("size", [48, 48], "[height, width] of the observation"),
     ("frame_id", "camera", "frame_id of published images (device/file/folder sources)"),
     ("publish_raw", True, "device/file/folder sources: also publish the full frame on image_raw"),
+    common.NICE_PARAMETER,
 ]
 
 
@@ -49,6 +50,7 @@ class CameraNode(Node):
     def __init__(self, name: str = "camera_node", **kwargs):
         super().__init__(name, **kwargs)
         p = common.declare_parameters(self, PARAMETERS, "camera_node")
+        common.apply_nice(self, int(p["nice"]))
         self.crop = common.crop_from_param(p["crop"])
         self.size = tuple(int(v) for v in p["size"])
         if len(self.size) != 2 or min(self.size) <= 0:

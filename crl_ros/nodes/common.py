@@ -150,6 +150,33 @@ def _coerce_like(value: Any, default: Any, name: str) -> Any:
     return value
 
 
+NICE_PARAMETER = ("nice", 0, "CPU priority of this node's process, as nice(1): 0 = leave it; negative (e.g. -10) "
+                             "= ahead of ordinary processes when the cores are busy (needs root or CAP_SYS_NICE); "
+                             "in a one-process graph (crl reach-goal) it applies to the whole process")
+
+
+def apply_nice(node, nice: int) -> None:
+    """Set every thread of this process (and so the threads it starts later) to ``nice``.
+
+    Linux keeps a nice value per thread, so the process's existing threads (DDS, a
+    simulator thread) are set one by one. On 2 busy cores this is what keeps a graph's
+    ticks on time (docs/benchmarks.md); off (0) by default, since it takes CPU from
+    everything else on the machine. A refusal (no privilege) is a warning, not an error.
+    """
+    if nice == 0:
+        return
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+    except FileNotFoundError:  # not Linux: the process's own call
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except PermissionError:
+        node.get_logger().warning(f"nice {nice} refused (needs root, CAP_SYS_NICE or a RLIMIT_NICE allowing it); "
+                                  f"running at nice {os.getpriority(os.PRIO_PROCESS, 0)}")
+        return
+    node.get_logger().info(f"running at nice {nice}")
+
+
 # --- QoS ----------------------------------------------------------------------------------
 
 def sensor_qos(depth: int = 2):

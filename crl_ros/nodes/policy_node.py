@@ -7,7 +7,10 @@ crl_ros layout: [dx, dy, dz, droll, dpitch, dyaw, gripper], see nodes/common.py)
 ``debug_image`` (goal | observation side by side with the score written on it; its
 header stamp is the observation's, so latency can be measured end to end).
 
-It acts every 1/``rate_hz`` s (or on every new observation with ``act_on_observation``),
+It acts every 1/``rate_hz`` s (or on every new observation with ``act_on_observation``)
+on the first observation that arrives after the tick, waiting at most ``frame_wait_ms``
+(then on the newest one): the newest at the tick can be up to a camera period old already,
+so the policy acts on a picture about 17 ms fresher on average at 30 Hz (docs/benchmarks.md),
 with a sample of N(mean, std^2) or the policy mean as ``sample_actions`` says (``auto``:
 the model's ``eval_sample`` setting; the authors' evaluation samples), the gripper
 opening as the network says or snapped fully open/closed as ``gripper_mode`` says
@@ -15,9 +18,16 @@ opening as the network says or snapped fully open/closed as ``gripper_mode`` say
 and publishes NOTHING when there is no goal, no observation, the newest observation is
 older than ``max_observation_age_ms`` (by its header stamp), or an image does not have
 the model's input shape -- so arm_node's watchdog holds the arm.
+
+The goal score and the debug image of an action are computed on a thread of their own,
+after the action is out: the critic's forward pass (~3x the policy's) and drawing the
+debug image no longer hold the executor, which on a loaded machine delayed the next
+frames (and, in the one-process graph, every other node's callbacks).
 """
 from __future__ import annotations
 
+import queue
+import threading
 import time
 
 import numpy as np
@@ -28,12 +38,16 @@ from std_msgs.msg import Float32, Float32MultiArray
 from crl_ros.nodes import common
 from crl_ros.robot import camera
 
+FOLLOW_UP_BACKLOG = 30  # actions whose score and debug image may wait (1 s at 30 Hz act_on_observation)
+
 PARAMETERS = [
     ("model_path", "", "checkpoint (model.pt or run directory); relative names are looked up in models/"),
     ("device", "auto", "auto | cpu | cuda | cuda:N"),
     ("rate_hz", 5.0, "control rate"),
     ("max_observation_age_ms", 300.0, "never act on an observation older than this"),
     ("act_on_observation", False, "act on every new observation instead of on a timer"),
+    ("frame_wait_ms", 50.0, "on a tick, wait up to this long for the next observation and act on it (fresher "
+                            "than the newest one); then act on the newest. 0 = act on the newest at the tick"),
     ("sample_actions", common.AnyType("auto"), "auto = the model's eval_sample setting | true = sample "
                                                "N(mean, std^2), clipped | false = the policy mean"),
     ("gripper_mode", "auto", "auto = the model's eval_gripper setting | continuous = the opening as the "
@@ -42,6 +56,7 @@ PARAMETERS = [
     ("debug_scale", 4, "upscaling of the debug image"),
     ("torch_threads", 1, "CPU threads for inference (0 = torch's default); batch-1 inference gains little "
                          "from more, and the other nodes need the cores"),
+    common.NICE_PARAMETER,
 ]
 
 
@@ -70,7 +85,9 @@ def gripper_setting(value) -> str | None:
 class PolicyNode(Node):
     def __init__(self, name: str = "policy_node", policy=None, **kwargs):
         super().__init__(name, **kwargs)
+        self._follow_up_thread: threading.Thread | None = None  # started once the node is set up
         p = common.declare_parameters(self, PARAMETERS, "policy_node")
+        common.apply_nice(self, int(p["nice"]))
         self.sample = sample_setting(p["sample_actions"])
         gripper = gripper_setting(p["gripper_mode"])
         if int(p["torch_threads"]) > 0:
@@ -104,18 +121,51 @@ class PolicyNode(Node):
         self.create_subscription(Image, "observation", self.on_observation, common.sensor_qos())
         self.create_subscription(Image, "goal_image", self.on_goal, common.latched_qos())
         self.act_on_observation = bool(p["act_on_observation"])
+        self._tick_waiting = False   # a tick waits for the next observation
+        self._frame_deadline = None  # ... until this one-shot timer fires
         if not self.act_on_observation:
-            self.create_timer(1.0 / float(p["rate_hz"]), self.step)
+            self._start_ticks(float(p["rate_hz"]), float(p["frame_wait_ms"]))
+        self._follow_ups: queue.Queue = queue.Queue(maxsize=FOLLOW_UP_BACKLOG)
+        self._follow_up_thread = threading.Thread(target=self._follow_up_loop, name="policy_follow_up", daemon=True)
+        self._follow_up_thread.start()
         sampled = getattr(policy, "samples_by_default", False) if self.sample is None else self.sample
         self.get_logger().info(f"loaded {policy!r}; acting with {'sampled' if sampled else 'mean'} actions "
                                f"(sample_actions={p['sample_actions']}), "
                                f"{getattr(policy, 'gripper_mode', 'continuous')} gripper "
                                f"(gripper_mode={p['gripper_mode']})")
 
+    def _start_ticks(self, rate_hz: float, frame_wait_ms: float) -> None:
+        period = 1.0 / rate_hz
+        if not 0.0 <= frame_wait_ms / 1e3 < period:
+            raise ValueError(f"policy_node: frame_wait_ms must be >= 0 and shorter than the control period "
+                             f"({period * 1e3:.0f} ms), got {frame_wait_ms}")
+        self.create_timer(period, self.on_tick)
+        if frame_wait_ms > 0:
+            self._frame_deadline = self.create_timer(frame_wait_ms / 1e3, self.on_frame_deadline)
+            self._frame_deadline.cancel()
+
+    def on_tick(self) -> None:
+        if self._frame_deadline is None:
+            self.step()
+            return
+        self._tick_waiting = True
+        self._frame_deadline.reset()
+
+    def on_frame_deadline(self) -> None:
+        """No observation came within frame_wait_ms of the tick: act on the newest (if fresh)."""
+        self._frame_deadline.cancel()
+        if self._tick_waiting:
+            self._tick_waiting = False
+            self.step()
+
     def on_observation(self, msg: Image) -> None:
         self.observation = msg
         self.observation_received_ns = time.time_ns()
-        if self.act_on_observation:
+        if self._tick_waiting:
+            self._tick_waiting = False
+            self._frame_deadline.cancel()
+            self.step()
+        elif self.act_on_observation:
             self.step()
 
     def on_goal(self, msg: Image) -> None:
@@ -164,21 +214,56 @@ class PolicyNode(Node):
             self.counts["bad_input"] += 1
             self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=2.0)
             return
-        # The action goes out first; the critic's score (a second, larger forward pass)
-        # and the debug image follow without delaying it.
         self.action_pub.publish(common.action_msg(action))
         self.counts["acted"] += 1
         self.last_latency_ms = (time.time_ns() - stamp_ns) / 1e6
+        self._queue_follow_up((obs, self.goal, msg.header.stamp))
+
+    # --- goal score and debug image, off the action path ------------------------------------
+    def _queue_follow_up(self, job) -> None:
+        """Hand the acted-on frame to the follow-up thread, in order: every action gets its
+        score and debug image (bench/ros_latency.py pairs them), unless the thread is a whole
+        backlog behind, when the oldest waiting job is dropped."""
+        while True:
+            try:
+                self._follow_ups.put_nowait(job)
+                return
+            except queue.Full:
+                try:
+                    self._follow_ups.get_nowait()
+                except queue.Empty:
+                    pass
+                self.get_logger().warning("goal score / debug image behind the actions: dropped the oldest",
+                                          throttle_duration_sec=5.0)
+
+    def _follow_up_loop(self) -> None:
+        while (job := self._follow_ups.get()) is not None:
+            try:
+                self._publish_score_and_debug(*job)
+            except Exception as exc:  # the context went at shutdown, or a bug: say it, keep the thread
+                if self.context.ok():
+                    self.get_logger().error(f"goal score / debug image failed: {exc!r}", throttle_duration_sec=2.0)
+
+    def _publish_score_and_debug(self, obs: np.ndarray, goal: np.ndarray, stamp) -> None:
         try:
-            score = self.policy.score(obs, self.goal)
+            score = self.policy.score(obs, goal)
         except FloatingPointError as exc:
             self.get_logger().error(f"goal score: {exc}", throttle_duration_sec=2.0)
             score = None
         if score is not None:
             self.score_pub.publish(Float32(data=float(score)))
         if self.debug and self.debug_pub.get_subscription_count() > 0:
-            self.debug_pub.publish(common.image_msg(debug_image(obs, self.goal, score, self.debug_scale),
-                                                    msg.header.stamp, "debug"))
+            self.debug_pub.publish(common.image_msg(debug_image(obs, goal, score, self.debug_scale), stamp, "debug"))
+
+    def close(self) -> None:
+        """Stop the follow-up thread after the job in hand (run_node and the bringups call this)."""
+        if self._follow_up_thread is not None and self._follow_up_thread.is_alive():
+            self._queue_follow_up(None)
+            self._follow_up_thread.join(10)
+
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
 
 
 def debug_image(obs: np.ndarray, goal: np.ndarray, score: float | None, scale: int = 4) -> np.ndarray:

@@ -15,8 +15,11 @@ Services: ``reset`` (std_srvs/Trigger: next seed of the task).
 Physics follows wall-clock time: every joint-state tick advances the simulation by the
 real time elapsed (at most 50 ms, so a stalled process does not jump). The simulator
 lives on ONE thread of its own (physics, rendering, publishing): an OpenGL context
-belongs to the thread that uses it, and executors (MultiThreadedExecutor in
-`crl reach-goal`) run callbacks on any thread; callbacks hand work to it with `call`.
+belongs to the thread that uses it, and executors run callbacks on any thread; callbacks
+hand work to it with `call` (waits for the result) or `post` (does not). The trajectory
+callbacks post: waiting would hold the executor for as long as a render in flight takes
+(10-60 ms on 2 busy cores), and in the one-process graph (`crl reach-goal`) that executor
+also runs camera_node, policy_node and arm_node.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ PARAMETERS = [
     ("jpeg_quality", 90, "JPEG quality of image_raw/compressed (1-95)"),
     ("joint_state_rate_hz", 100.0, "joint_states rate (and physics stepping)"),
     ("frame_id", "camera", "frame_id of image_raw"),
+    common.NICE_PARAMETER,
 ]
 
 
@@ -53,6 +57,7 @@ class SimNode(Node):
     def __init__(self, name: str = "sim_node", **kwargs):
         super().__init__(name, **kwargs)
         p = common.declare_parameters(self, PARAMETERS, "sim_node")
+        common.apply_nice(self, int(p["nice"]))
         from crl_ros.sim.widowx import TASKS
 
         if p["task"] not in TASKS and p["task"] != "play":
@@ -125,10 +130,17 @@ class SimNode(Node):
             if job is not None:
                 fn, done = job
                 try:
-                    done.result = fn()
-                except BaseException as exc:  # handed back to the caller
-                    done.error = exc
-                done.set()
+                    result = fn()
+                except BaseException as exc:  # handed back to the caller of `call`; a posted job's is logged
+                    if done is None:
+                        self.get_logger().error(f"simulator job failed: {exc!r}")
+                    else:
+                        done.error = exc
+                        done.set()
+                else:
+                    if done is not None:
+                        done.result = result
+                        done.set()
                 if fn is self._reset_episode:
                     last_step = time.monotonic()
                 continue
@@ -158,6 +170,13 @@ class SimNode(Node):
         if done.error is not None:
             raise done.error
         return done.result
+
+    def post(self, fn) -> None:
+        """Run ``fn()`` on the simulator thread, in order with other jobs, without waiting."""
+        if threading.current_thread() is self._thread:
+            fn()
+        else:
+            self._jobs.put((fn, None))
 
     def _publish_joints(self) -> None:
         names, positions = self.sim.joint_state()
@@ -202,7 +221,7 @@ class SimNode(Node):
         if not np.isfinite(q).all():
             self.get_logger().error("arm trajectory with NaN/inf ignored")
             return
-        self.call(lambda: self._set_targets(q=q))
+        self.post(lambda: self._set_targets(q=q))
 
     def on_gripper(self, msg: JointTrajectory) -> None:
         if not msg.points or not msg.joint_names:
@@ -212,7 +231,7 @@ class SimNode(Node):
         value = float(msg.points[-1].positions[names.index(joint)])
         if not np.isfinite(value):
             return
-        self.call(lambda: self._set_targets(gripper=finger_to_gripper(value)))
+        self.post(lambda: self._set_targets(gripper=finger_to_gripper(value)))
 
     def on_reset(self, request, response):
         response.success, response.message = True, self.call(self._reset_episode)

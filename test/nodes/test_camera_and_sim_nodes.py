@@ -182,3 +182,34 @@ def test_sim_node_shuts_down_without_a_traceback(procs, how):
     assert code == 0, log
     for bad in ("Traceback", "RCLError", "EGLError", "Exception in thread"):
         assert bad not in log, log
+
+
+def test_sim_node_trajectory_callbacks_do_not_wait_for_the_simulator_thread(procs):
+    """on_arm / on_gripper post their targets to the simulator thread and return: in the
+    one-process graph they run on the executor every other node shares, and waiting there for
+    a render in flight delayed camera_node and policy_node. The targets still apply in order,
+    and a posted job that fails is logged without stopping the simulator thread."""
+    import threading
+
+    from rclpy.parameter import Parameter
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    from crl_ros.nodes.sim_node import SimNode
+
+    sim = SimNode("sim_post", context=procs.context,
+                  parameter_overrides=[Parameter("image_width", value=160), Parameter("image_height", value=120)])
+    release = threading.Event()
+    try:
+        sim.post(lambda: release.wait(60))  # the simulator thread is busy (say, a slow render)
+        q = [0.2, -0.1, 0.1, 0.0, 0.3, 0.0]
+        sim.on_arm(JointTrajectory(joint_names=kinematics.JOINT_NAMES, points=[JointTrajectoryPoint(positions=q)]))
+        # Waiting for the simulator (the old `call`) would block until `release`: a 30 s timeout error.
+        assert not release.is_set()
+        release.set()
+        assert np.allclose(sim.call(lambda: sim._targets[0]), q)
+        sim.post(lambda: 1 / 0)
+        assert sim.call(lambda: 42) == 42
+    finally:
+        release.set()
+        sim.close()
+        sim.destroy_node()

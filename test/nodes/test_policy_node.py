@@ -154,3 +154,126 @@ def test_6b_gripper_mode_parameter_sets_the_policys_gripper(ros):
     with pytest.raises(ValueError, match="auto, continuous or binary"):
         PolicyNode("policy_gripper_bad", policy=FakePolicy(), context=ros.context,
                    parameter_overrides=[Parameter("gripper_mode", value="half")])
+
+
+class _RecordingPolicy:
+    """Stands in for Policy: records which observation it acted on and where score ran."""
+    image_shape = (48, 48, 3)
+    samples_by_default = False
+
+    def __init__(self):
+        import threading
+        self.acted_on, self.score_threads = [], []
+        self.scored = threading.Event()
+
+    def act(self, obs, goal, sample=None):
+        self.acted_on.append(int(obs[0, 0, 0]))
+        return np.zeros(7, np.float32)
+
+    def score(self, obs, goal):
+        import threading
+        self.score_threads.append(threading.current_thread().name)
+        self.scored.set()
+        return 0.5
+
+
+def _frame(value: int, age_s: float, node):
+    image = np.full((48, 48, 3), value, np.uint8)
+    return common.image_msg(image, common.ns_to_stamp(node.get_clock().now().nanoseconds - int(age_s * 1e9)))
+
+
+def test_7_a_tick_acts_on_the_next_frame_or_at_the_deadline_on_the_newest_fresh_one(ros):
+    """frame_wait_ms: a tick waits for the next observation (fresher than the newest at the
+    tick) and acts on it; with none within the wait, it acts on the newest if fresh, and a
+    stale one is still refused. Driven by calling the callbacks, not by timing."""
+    from rclpy.parameter import Parameter
+
+    from crl_ros.nodes.policy_node import PolicyNode
+
+    fake = _RecordingPolicy()
+    node = PolicyNode("policy_frame_wait", policy=fake, context=ros.context,
+                      parameter_overrides=[Parameter("frame_wait_ms", value=50.0)])
+    try:
+        node.goal = np.zeros((48, 48, 3), np.uint8)
+        node.on_observation(_frame(1, 0.0, node))
+        assert fake.acted_on == [], "acted between ticks"
+        node.on_tick()
+        assert fake.acted_on == [], "acted on the frame that was there before the tick"
+        node.on_observation(_frame(2, 0.0, node))
+        assert fake.acted_on == [2]
+        node.on_observation(_frame(3, 0.0, node))
+        assert fake.acted_on == [2], "acted twice for one tick"
+        node.on_tick()
+        node.on_frame_deadline()  # no frame came: the newest (3) if fresh
+        assert fake.acted_on == [2, 3]
+        node.on_observation(_frame(4, 1.0, node))  # 1 s old, max age 300 ms
+        node.on_tick()
+        node.on_frame_deadline()
+        assert fake.acted_on == [2, 3] and node.counts["stale"] == 1
+        node.on_tick()
+        node.on_observation(_frame(5, 1.0, node))  # the frame after the tick, but stale
+        assert fake.acted_on == [2, 3] and node.counts["stale"] == 2
+        assert node.counts["acted"] == 2
+    finally:
+        node.destroy_node()
+    with pytest.raises(ValueError, match="frame_wait_ms"):
+        PolicyNode("policy_frame_wait_bad", policy=_RecordingPolicy(), context=ros.context,
+                   parameter_overrides=[Parameter("frame_wait_ms", value=200.0)])  # = the 5 Hz period
+
+
+def test_8_goal_score_comes_after_the_action_from_another_thread(ros):
+    """The critic's score (and the debug image) run on the follow-up thread: step() returns
+    with the action published; the score follows, for that action's frame."""
+    import threading
+
+    from std_msgs.msg import Float32, Float32MultiArray
+
+    from crl_ros.nodes.policy_node import PolicyNode
+
+    fake = _RecordingPolicy()
+    node = PolicyNode("policy_follow_up", policy=fake, context=ros.context)
+    actions, scores = [], []
+    ros.node.create_subscription(Float32MultiArray, "action", actions.append, common.reliable_qos())
+    ros.node.create_subscription(Float32, "goal_score", scores.append, common.reliable_qos())
+    try:
+        ros.wait_for(lambda: node.score_pub.get_subscription_count() > 0, 20, "score subscription")
+        node.goal = np.zeros((48, 48, 3), np.uint8)
+        node.observation = _frame(7, 0.0, node)
+        node.step()
+        assert fake.acted_on == [7]
+        assert fake.scored.wait(20), "no score computed"
+        assert fake.score_threads == ["policy_follow_up"] != [threading.current_thread().name]
+        ros.wait_for(lambda: actions and scores, 20, "action and goal_score")
+        assert scores[-1].data == pytest.approx(0.5)
+    finally:
+        node.destroy_node()
+    assert not node._follow_up_thread.is_alive(), "destroy_node left the follow-up thread running"
+
+
+def test_9_nice_parameter_sets_every_thread_and_a_refusal_is_a_warning(monkeypatch):
+    """common.apply_nice: 0 leaves the priority alone; a value reaches every thread of the
+    process (in a child, so this test process keeps its priority); no privilege = warning."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, threading, time\n"
+            "from crl_ros.nodes import common\n"
+            "class N:\n    def get_logger(self):\n        return type('L', (), {'info': print, 'warning': print})()\n"
+            "t = threading.Thread(target=time.sleep, args=(5,), daemon=True); t.start()\n"
+            "target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)\n"
+            "common.apply_nice(N(), target)\n"
+            "print(target, sorted({os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir('/proc/self/task')}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    target = out.stdout.split()[-2]
+    assert f"running at nice {target}" in out.stdout and out.stdout.split()[-1] == f"[{target}]", out.stdout
+
+    calls, warnings = [], []
+    monkeypatch.setattr(os, "setpriority", lambda *a: (_ for _ in ()).throw(PermissionError()))
+    logger = type("L", (), {"info": calls.append, "warning": warnings.append})()
+    node = type("N", (), {"get_logger": lambda self: logger})()
+    common.apply_nice(node, 0)
+    assert calls == warnings == []
+    common.apply_nice(node, -10)
+    assert calls == [] and len(warnings) == 1 and "nice -10 refused" in warnings[0]
