@@ -28,6 +28,8 @@ from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from crl_ros.nodes.launch_support import stops_with_launch
+
 PACKAGE = "crl_ros"
 
 ARGUMENTS = [
@@ -65,22 +67,27 @@ def generate_launch_description():
     nodes = [
         PushRosNamespace(LaunchConfiguration("namespace")),
         Node(package=PACKAGE, executable="sim_node", name="sim_node", output="screen",
+             **stops_with_launch("sim_node"),
              condition=IfCondition(use_sim),
              parameters=[_config("sim_node.yaml"), {"task": _string("task")}]),
         Node(package=PACKAGE, executable="camera_node", name="camera_node", output="screen",
+             **stops_with_launch("camera_node"),
              parameters=[_config("camera_node.yaml"),
                          {"source": _string("camera_source"), "input_transport": _string("camera_transport")}],
              remappings=[("image_raw", LaunchConfiguration("image_topic")),
                          ("image_raw/compressed", [LaunchConfiguration("image_topic"), "/compressed"])]),
         Node(package=PACKAGE, executable="goal_node", name="goal_node", output="screen",
+             **stops_with_launch("goal_node"),
              parameters=[_config("goal_node.yaml")]),
         Node(package=PACKAGE, executable="policy_node", name="policy_node", output="screen",
+             **stops_with_launch("policy_node"),
              parameters=[_config("policy_node.yaml"),
                          {"model_path": _string("model_path"), "device": _string("device"),
                           "rate_hz": _float("rate_hz"),
                           "max_observation_age_ms": _float("max_observation_age_ms"),
                           "gripper_mode": _string("gripper_mode")}]),
         Node(package=PACKAGE, executable="arm_node", name="arm_node", output="screen",
+             **stops_with_launch("arm_node"),
              parameters=[_config("arm_node.yaml"),
                          {"backend": _string("arm_backend"), "robot_model": _string("robot_model"),
                           "start_enabled": ParameterValue(LaunchConfiguration("enable_arm"), value_type=bool)}]),

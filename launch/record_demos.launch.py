@@ -5,6 +5,8 @@ teleop_node: hold the deadman LB to move, Start / Back start and end an episode;
 mapping is in config/teleop_node.yaml):
     ros2 launch crl_ros record_demos.launch.py use_sim:=true teleop:=joy gamepad:=xbox output_dir:=bags
     ros2 service call /enable std_srvs/srv/SetBool "{data: true}"
+joy_node needs the ROS `joy` package (sudo apt install ros-$ROS_DISTRO-joy); without it
+the launch stops before starting any node and says so.
 teleop:=keyboard starts no teleop node: the keyboard needs a terminal, which launch cannot
 give a node reliably, so run `crl teleop` in another terminal (1 / 2 start / end an
 episode). teleop:=none (the default): your own teleop publishes `action`
@@ -34,6 +36,8 @@ from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from crl_ros.nodes.launch_support import check_packages, stops_with_launch
+
 PACKAGE = "crl_ros"
 
 ARGUMENTS = [
@@ -53,6 +57,9 @@ ARGUMENTS = [
     ("gamepad", "xbox", "teleop:=joy: button layout, xbox | ps4 | f710 (config/teleop_node.yaml)"),
 ]
 CHOICES = {"teleop": ["joy", "keyboard", "none"], "gamepad": ["xbox", "ps4", "f710"]}
+# what needs a package and what to use instead, when it is not installed (check_packages)
+MISSING_PACKAGE_HINTS = {"joy": "teleop:=joy needs it for joy_node: {install}, or use teleop:=keyboard (run "
+                                "`crl teleop` in another terminal) or teleop:=none (your own teleop publishes action)"}
 
 
 def _config(name):
@@ -78,12 +85,15 @@ def generate_launch_description():
     nodes = [
         PushRosNamespace(LaunchConfiguration("namespace")),
         Node(package=PACKAGE, executable="sim_node", name="sim_node", output="screen",
+             **stops_with_launch("sim_node"),
              condition=IfCondition(LaunchConfiguration("use_sim")),
              parameters=[_config("sim_node.yaml"), {"task": _string("task")}]),
         Node(package=PACKAGE, executable="arm_node", name="arm_node", output="screen",
+             **stops_with_launch("arm_node"),
              condition=IfCondition(LaunchConfiguration("enable_arm_node")),
              parameters=[_config("arm_node.yaml"), {"backend": _string("arm_backend")}]),
         Node(package=PACKAGE, executable="recorder_node", name="recorder_node", output="screen",
+             **stops_with_launch("recorder_node"),
              parameters=[_config("recorder_node.yaml"),
                          {"output_dir": _string("output_dir"), "storage": _string("storage"),
                           "compression": _string("compression"),
@@ -91,8 +101,10 @@ def generate_launch_description():
                           "topics": ParameterValue(LaunchConfiguration("topics"), value_type=List[str])}]),
         # joy_node repeats the pad's state at 20 Hz: teleop_node stops the arm when joy goes stale
         Node(package="joy", executable="joy_node", name="joy_node", output="screen",
+             **stops_with_launch("joy_node"),
              condition=_teleop_is("joy"), parameters=[{"autorepeat_rate": 20.0}]),
         Node(package=PACKAGE, executable="teleop_node", name="teleop_node", output="screen",
+             **stops_with_launch("teleop_node"),
              condition=_teleop_is("joy"),
              parameters=[_config("teleop_node.yaml"), {"gamepad": _string("gamepad")}]),
         LogInfo(msg="teleop:=keyboard: run `crl teleop` in another terminal (it needs the keyboard)",
@@ -101,4 +113,4 @@ def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=text, choices=CHOICES.get(name))
          for name, default, text in ARGUMENTS]
-        + [GroupAction(nodes)])
+        + [check_packages(nodes, MISSING_PACKAGE_HINTS), GroupAction(nodes)])

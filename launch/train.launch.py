@@ -17,6 +17,8 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from crl_ros.nodes.launch_support import stops_with_launch
+
 PACKAGE = "crl_ros"
 
 ARGUMENTS = [
@@ -54,6 +56,7 @@ def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=text) for name, default, text in ARGUMENTS]
         + [Node(package=PACKAGE, executable="trainer_node", name="trainer_node", output="screen",
+                **stops_with_launch("trainer_node"),
                 parameters=[_config("trainer_node.yaml"),
                             {"data": _string("data"), "bag_dir": _string("bag_dir"), "out_dir": _string("out_dir"),
                              "dataset": _string("dataset"), "algo": _string("algo"), "profile": _string("profile"),

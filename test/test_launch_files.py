@@ -167,6 +167,118 @@ else:
             rclpy.shutdown()
 
 
+def _ros2_launch():
+    """The `ros2 launch` command line, or pytest.skip: these tests run it as a user does."""
+    import importlib.util
+    import shutil
+    import sys
+    if LAUNCH_UNAVAILABLE:
+        pytest.skip(LAUNCH_UNAVAILABLE)
+    ros2 = shutil.which("ros2") or str(Path(sys.executable).with_name("ros2"))
+    if importlib.util.find_spec("ros2launch") is None or not Path(ros2).exists():
+        pytest.skip("ros2launch (the `ros2 launch` command) is not installed")
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("finding the launched processes reads /proc (Linux)")
+    return [ros2, "launch", "crl_ros"]
+
+
+def _launch_env(marker: str) -> dict:
+    """The environment of a `ros2 launch` under test: a private ROS domain (above the 1-100 the
+    node tests use) and a marker every process it starts inherits, to find them afterwards."""
+    import os
+    return dict(os.environ, CRL_TEST_LAUNCH=marker, ROS_DOMAIN_ID=str(101 + os.getpid() % 100),
+                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+
+
+def _processes_with(marker: str) -> dict[int, str]:
+    """pid -> command line of every live process (not a zombie) whose environment holds the marker."""
+    import os
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if f"CRL_TEST_LAUNCH={marker}".encode() in environ and state != "Z":
+                found[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _left_behind(marker: str, within: float) -> dict[int, str]:
+    """The marked processes still alive after ``within`` seconds (sooner when none is); they are
+    killed, so a failing test leaves nothing running either."""
+    import os
+    import signal
+    import time
+    end = time.monotonic() + within
+    while (left := _processes_with(marker)) and time.monotonic() < end:
+        time.sleep(0.2)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def test_a_launch_that_needs_a_missing_package_starts_nothing_and_names_the_alternative(tmp_path):
+    """record_demos.launch.py teleop:=joy without the joy package: one clear error naming the
+    package and teleop:=keyboard, exit 1, and no node started (launch_ros's own "package 'joy'
+    not found" came after sim_node, arm_node and recorder_node had started, and they kept
+    running after `ros2 launch` had exited)."""
+    import subprocess
+    import uuid
+    command = _ros2_launch()
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    try:
+        get_package_prefix("joy")
+        pytest.skip("the joy package is installed here; this test needs a machine without it")
+    except PackageNotFoundError:
+        pass
+    marker = uuid.uuid4().hex
+    result = subprocess.run(command + ["record_demos.launch.py", "teleop:=joy", f"output_dir:={tmp_path / 'bags'}"],
+                            env=_launch_env(marker), capture_output=True, text=True, timeout=120)
+    log = result.stdout + result.stderr
+    left = _left_behind(marker, within=2.0)
+    assert result.returncode == 1, log
+    assert "the ROS package 'joy' is not installed" in log and "teleop:=keyboard" in log, log
+    assert "process started" not in log and not left, (left, log)
+
+
+def test_sigterm_to_ros2_launch_stops_every_node(tmp_path):
+    """What systemd, `docker stop` and `kill` send. Upstream launch exits on SIGTERM without
+    stopping its nodes (ros2/launch#666); each node of these launch files gets SIGTERM from the
+    kernel when its launch exits (launch_support.stops_with_launch) and stops cleanly."""
+    import signal
+    import subprocess
+    import time
+    import uuid
+    command = _ros2_launch()
+    from crl_ros.nodes.launch_support import SETPRIV
+    if SETPRIV is None:
+        pytest.skip("setpriv (util-linux) is not installed: nodes are not tied to their launch")
+    marker = uuid.uuid4().hex
+    log_path = tmp_path / "launch.log"
+    with open(log_path, "w") as log:
+        launch = subprocess.Popen(command + ["record_demos.launch.py", "use_sim:=false", "topics:=['arm_status']",
+                                             f"output_dir:={tmp_path / 'bags'}"],
+                                  env=_launch_env(marker), stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        # recorder_node has found arm_node's arm_status: both nodes are up
+        end = time.monotonic() + 120
+        while "recording /arm_status" not in log_path.read_text() and launch.poll() is None \
+                and time.monotonic() < end:
+            time.sleep(0.5)
+        nodes = {pid: cmd for pid, cmd in _processes_with(marker).items() if pid != launch.pid}
+        assert len(nodes) == 2 and "recording /arm_status" in log_path.read_text(), (nodes, log_path.read_text())
+        launch.send_signal(signal.SIGTERM)
+        launch.wait(60)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+        left = _left_behind(marker, within=30.0)
+    assert not left, f"left running after SIGTERM to ros2 launch: {left}\n{log_path.read_text()}"
+
+
 def test_the_launch_test_skips_rather_than_hangs_without_crl_ros_in_the_ament_index(monkeypatch, tmp_path):
     import sys
     import types

@@ -14,7 +14,7 @@ topic that appears later is picked up when it does. On shutdown -- Ctrl-C, SIGTE
 -- the open bag is closed, so nothing recorded is lost; killed hard (SIGKILL, power loss), it
 loses at most the last FLUSH_INTERVAL_S: the bag is put on disk that often (mcap without
 its summary and metadata.yaml: `crl convert` and `crl bag repair` read it back). ``recorder_status``
-(std_msgs/String, JSON) says whether an episode is recording, where and how much.
+(std_msgs/String, JSON, latched) says whether an episode is recording, where and how much.
 """
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ class RecorderNode(Node):
         self.types: dict[str, str] = {}
         self.bag: BagWriter | None = None
         self.episodes_done: list[str] = []
-        self.status_pub = self.create_publisher(String, "recorder_status", common.reliable_qos())
+        # latched, depth 1: a late subscriber (ros2 topic echo --once) gets the current status at once
+        self.status_pub = self.create_publisher(String, "recorder_status", common.latched_qos())
         self.create_service(Trigger, "start_episode", self.on_start)
         self.create_service(Trigger, "end_episode", self.on_end)
         self.create_timer(0.25, self.discover)

@@ -5,11 +5,13 @@ when ``data`` is empty, runs ``crl convert`` on the bags in ``bag_dir`` (one epi
 first; then ``crl train``. Both run as child processes (training keeps its own cores and
 can be stopped with the node).
 
-Publishes ``training_progress`` (std_msgs/String, latched: the last 50, JSON: run (1, 2, ...
-per start), stage convert/train/done/failed, step, steps, profile, message) and, when done,
-``checkpoint`` (std_msgs/String, latched: the model.pt path policy_node's ``model_path``
-takes). Starts at launch (``start_on_launch``) or on the ``train`` service (std_srvs/Trigger);
-each start reads the parameters again.
+Publishes ``training_progress`` (std_msgs/String, JSON: run (1, 2, ... per start), stage
+convert/train/done/failed, step, steps, profile, message) and, when done, ``checkpoint``
+(std_msgs/String: the model.pt path policy_node's ``model_path`` takes). Both are latched
+with depth 1 (reliable, transient local): a subscriber that joins late, like
+``ros2 topic echo --once /training_progress``, gets the current state, not old history.
+Starts at launch (``start_on_launch``) or on the ``train`` service (std_srvs/Trigger); each
+start reads the parameters again.
 
 ``profile`` auto trains with ``crl train --profile cpu`` when training runs on a CPU (device
 cpu, or auto without CUDA) and with the paper profile otherwise, so a run finishes on the
@@ -122,7 +124,7 @@ class TrainerNode(Node):
     def __init__(self, name: str = "trainer_node", **kwargs):
         super().__init__(name, **kwargs)
         self.p = common.declare_parameters(self, PARAMETERS, "trainer_node")
-        self.progress_pub = self.create_publisher(String, "training_progress", common.latched_qos(depth=50))
+        self.progress_pub = self.create_publisher(String, "training_progress", common.latched_qos())
         self.checkpoint_pub = self.create_publisher(String, "checkpoint", common.latched_qos())
         self.create_service(Trigger, "train", self.on_train)
         self.create_timer(1.0, self.poll_metrics)

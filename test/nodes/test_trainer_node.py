@@ -71,6 +71,26 @@ def test_trains_on_a_dataset_and_a_second_run_starts_from_step_0(procs, tmp_path
         ros.node.destroy_subscription(sub)
 
 
+def test_a_late_subscriber_gets_the_current_state_not_the_history(procs, tmp_path):
+    """training_progress and checkpoint are latched with depth 1: a subscriber that joins after
+    a run (like `ros2 topic echo --once /training_progress`) gets the run's final state and
+    nothing older. With the history of 50 kept before, the first message it got was step 0."""
+    ros = procs
+    _crl("demos", "--env", "pointmass", "--episodes", "2", "--out", "pm.h5", cwd=tmp_path)
+    progress, checkpoints, subs = _listen(ros)
+    proc = ros.start("trainer_node", data=str(tmp_path / "pm.h5"), out_dir=str(tmp_path / "run"), steps=3,
+                     settings=TINY, device="cpu")
+    ros.wait_for(lambda: _finished(progress, 1) and checkpoints, 60, "the run", procs=[proc])
+    assert len(progress) > 1 and progress[-1]["stage"] == "done", progress
+    late_progress, late_checkpoints, late_subs = _listen(ros)
+    ros.wait_for(lambda: late_progress and late_checkpoints, 20, "the latched messages", procs=[proc])
+    ros.spin_for(1.0)  # anything older would have come with the latest
+    assert late_progress == [progress[-1]]
+    assert late_checkpoints == [checkpoints[-1]]
+    for sub in subs + late_subs:
+        ros.node.destroy_subscription(sub)
+
+
 def test_converts_a_folder_of_crl_demos_bags_with_the_default_crop(procs, tmp_path):
     ros = procs
     _crl("demos", "--env", "widowx", "--bag", "--episodes", "2", "--out", "bags", cwd=tmp_path)
