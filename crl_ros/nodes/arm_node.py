@@ -115,7 +115,7 @@ class ArmNode(Node):
                                    f"(pid {self.backend.process.pid})")
         else:
             raise ValueError(f"arm_node: unknown backend {p['backend']!r} (ros2_control or interbotix)")
-        self.status_pub = self.create_publisher(String, "arm_status", common.reliable_qos())
+        self.status_pub = self.create_publisher(String, "arm_status", common.latched_qos())
         self.create_subscription(JointState, "joint_states", self.on_joint_state, common.sensor_qos(depth=5))
         self.create_subscription(Float32MultiArray, "action", self.on_action, common.reliable_qos())
         self.create_service(SetBool, "enable", self.on_enable)
