@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from crl_ros.robot import camera as camera_pipeline
+from crl_ros.sim.widowx_model import DISTRACTOR_ZONES
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ SHIFTS: dict[str, ShiftKind] = {
     "blur": ShiftKind("size", "policy pixels", (0.5, 1.0, 2.0), (0.0, 10.0),
                       "Gaussian blur (defocus), sigma in pixels of the policy image"),
     # moderate is one object (the issue's severity); a fraction of one is no object, so mild is one too
-    "distractors": ShiftKind("integer", "objects", (1, 1, 3), (0, 3),
+    "distractors": ShiftKind("integer", "objects", (1, 1, 3), (0, len(DISTRACTOR_ZONES)),
                              "objects left on the table, clear of the task's objects"),
     "table_colour": ShiftKind("size", "RGB (0-1)", (0.1, 0.2, 0.4), (0.0, 1.0),
                               "table colour moved this far in a random RGB direction"),
@@ -86,9 +87,6 @@ SEVERITIES = ("mild", "moderate", "strong")
 PRESETS = {level: {name: (f"+-{k.presets[i]}" if k.kind == "signed" else str(k.presets[i]))
                    for name, k in SHIFTS.items()} for i, level in enumerate(SEVERITIES)}
 GOAL_CASES = ("same", "nominal")
-#: the most distractors a scene is built with (crl_ros.sim.widowx_model.DISTRACTOR_ZONES has one per slot)
-MAX_DISTRACTORS = int(SHIFTS["distractors"].limits[1])
-_DIRECTIONAL = ("camera_pos", "camera_rot", "light_dir", "table_colour")
 _SHIFT_STREAM = 0x5F1F7  # separates shift draws from the task's own use of the episode seed
 
 
@@ -159,7 +157,7 @@ def parse_shift(text: str, randomize: bool = False) -> tuple[str, ShiftValue]:
     return name, ShiftValue(low, high, random_sign, integer=kind.kind == "integer")
 
 
-@dataclass
+@dataclass(eq=False)
 class ShiftDraw:
     """One episode's concrete shift. The defaults are the nominal world (no shift)."""
     seed: int = 0
@@ -295,8 +293,6 @@ DISTRACTOR_RGB = [(0.15, 0.3, 0.85), (0.9, 0.9, 0.92), (0.55, 0.2, 0.6), (0.1, 0
 def _draw_distractors(count: int, rng: np.random.Generator) -> list:
     """``count`` cups in distinct zones (crl_ros.sim.widowx_model.DISTRACTOR_ZONES): position
     within the zone, radius 2-3 cm, height 6-10 cm, a colour of DISTRACTOR_RGB."""
-    from crl_ros.sim.widowx_model import DISTRACTOR_ZONES
-
     zones = rng.choice(len(DISTRACTOR_ZONES), size=count, replace=False)
     out = []
     for z in zones:
