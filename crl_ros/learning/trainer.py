@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -214,22 +214,85 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
     (fine-tuning, e.g. on added data): its algorithm and action statistics are kept (the
     weights mean nothing under other ones), `agent_config` None takes its config too; the
     optimiser and the step count start afresh, and run.json records where the weights came from.
+
+    The stages, in order: `_set_up` (processes, data, run directory, agent, run.json),
+    `_open_logs`, `_step_loop` (the loop itself), `_finish` (the last checkpoint and
+    evaluation); a signal ends the run with `_interrupted`'s exception.
     """
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
+    run = _set_up(data, algorithm, agent_config, config, Path(out_dir), resume, force, evaluator, init_from)
+    _open_logs(run, resume)
+    stop = _StopSignals(config.handle_signals, run.main)
+    saved_at_stop: Path | None = None  # the checkpoint written when a first signal stopped the loop
+    try:
+        stop.install()
+        _step_loop(run, stop)
+        saved_at_stop = _finish(run)
+    except _Abort:
+        run.stopped_by = stop.signum
+    except BaseException:
+        if not stop.aborted:
+            raise
+        # the second signal hit inside a library call that wrapped it (e.g. torch.save's writer)
+        run.stopped_by = stop.signum
+    finally:
+        stop.restore()
+        _close_logs(run)
+    if run.stopped_by is not None:
+        raise _interrupted(run, saved_at_stop, stop.aborted)
+    elapsed = time.perf_counter() - run.t_start
+    return TrainResult(out_dir=run.out, model_path=run.out / MODEL_FILENAME, step=run.step,
+                       steps_per_second=(run.step - run.start_step) / max(elapsed, 1e-9), eval=run.last_eval)
 
-    from crl_ros.learning.agents import config_from_checkpoint, make_agent
+
+@dataclass
+class _Run:
+    """What the stages of `train` share: what `_set_up` built, then the loop's progress."""
+    config: TrainConfig
+    out: Path
+    algorithm: str
+    device: torch.device
+    main: bool  # this process writes the run directory and evaluates
+    world: int  # processes training together
+    agent: Any
+    sampler: Any
+    meta: CheckpointMeta  # what every checkpoint of the run says (`step` filled in per save)
+    policy: Policy  # the agent as the evaluator sees it
+    update: Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]  # agent.update, maybe compiled
+    batch_size: int  # this process's share of the configured batch
+    evaluator: Evaluator | None
+    start_step: int
+    step: int
+    last_saved: int  # the step of the newest step checkpoint (-1: none yet)
+    last_saved_path: Path | None
+    last_evaluated: int = -1
+    last_eval: dict[str, float] = field(default_factory=dict)
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)  # on-device sums of the step infos since the last log
+    count: int = 0  # steps in `sums`
+    stopped_by: int | None = None  # the signal the processes stopped on
+    # the logs and clocks `_open_logs` starts
+    writer: Any = None
+    metrics_file: Any = None
+    bar: Any = None
+    t_start: float = 0.0
+    t_log: float = 0.0  # when the last log line's steps/s window began (pauses for saving excluded)
+    step_log: int = 0
+    t_saved: float = 0.0
+    t_first_steps: list[float] = field(default_factory=list)
+
+
+def _set_up(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_config: Any, config: TrainConfig,
+            out: Path, resume: bool, force: bool, evaluator: Evaluator | None,
+            init_from: str | os.PathLike | None) -> _Run:
+    """Everything before the first step: processes and device, data, the run directory, the
+    starting point (fresh, resumed or initialised from a model), sampler and agent, run.json."""
+    from crl_ros.learning.agents import make_agent
     from crl_ros.learning.config import config_to_dict
-    from crl_ros.learning.sampler import Sampler
 
-    out = Path(out_dir)
     device = resolve_device(config.device)
     # Several processes (crl train --nproc, torchrun): gradients averaged, process 0 writes.
     distributed.init_from_environment(device.type)
     device = distributed.local_device(device)
     rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main_process()
-    if not main:
-        evaluator = None
     if isinstance(data, Dataset):
         dataset, paths = data, [data.path] if data.path else []
     else:
@@ -239,8 +302,69 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
         prepare_out_dir(out, resume, force)
     distributed.barrier()
 
-    checkpoint = None
-    init = None
+    algorithm, agent_config, checkpoint, init = _starting_point(out, algorithm, agent_config, resume, init_from)
+    if config.amp_bf16 and hasattr(agent_config, "bf16"):
+        agent_config = dataclasses.replace(agent_config, bf16=True)
+    if checkpoint is not None and main:
+        _record_resume(out, config, int(checkpoint.training["step"]))
+
+    seed_everything(config.seed)
+    try:
+        frame_weights = None if config.data_weights is None else dataset.source_frame_weights(config.data_weights)
+    except DatasetError as exc:
+        raise TrainError(f"--data-weights: {exc}") from None
+    stats_from = checkpoint if checkpoint is not None else init  # the weights' action statistics
+    sampler = _make_sampler(dataset, device, config.seed, rank, 0, agent_config, frame_weights,
+                            None if stats_from is None else stats_from.meta)
+    meta_ds = dataset.metadata
+    agent = make_agent(algorithm, agent_config, image_shape=meta_ds.image_shape, action_dim=meta_ds.action_dim,
+                       device=device)
+    agent.to(device)
+    precision = _precision_record(agent, agent_config, device) if main else {}
+    meta = CheckpointMeta(
+        algorithm=algorithm, config=config_to_dict(agent_config), image_shape=meta_ds.image_shape,
+        action_dim=meta_ds.action_dim, action_names=list(meta_ds.action_names),
+        action_mean=sampler.action_mean.tolist(), action_std=sampler.action_std.tolist(),
+        action_low=meta_ds.action_low, action_high=meta_ds.action_high,
+        dataset=dataset_provenance(dataset, paths, config.data_weights))
+
+    start_step = 0
+    if checkpoint is not None:
+        start_step = _restore_training(checkpoint, agent, sampler, meta_ds)
+        if rank != 0:  # the saved sampler is process 0's; the others draw fresh streams
+            sampler = _make_sampler(dataset, device, config.seed, rank, start_step, agent_config, frame_weights,
+                                    checkpoint.meta)
+        if main:
+            print(f"resuming {algorithm} from {checkpoint.path} at step {start_step}")
+    if init is not None:
+        _load_init_weights(init, agent, meta_ds, main)
+    if checkpoint is None and main:
+        (out / "run.json").write_text(json.dumps({
+            "algorithm": algorithm, "agent_config": config_to_dict(agent_config),
+            "init_from": None if init is None else {"path": str(init.path), "step": init.meta.step},
+            "train_config": dataclasses.asdict(config), "device": str(device), **precision,
+            "dataset": meta.dataset, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
+
+    distributed.broadcast_parameters_(agent)
+    if agent_config.batch_size % world:
+        raise TrainError(f"batch_size {agent_config.batch_size} does not split over {world} processes")
+    agent.train()
+    return _Run(config=config, out=out, algorithm=algorithm, device=device, main=main, world=world, agent=agent,
+                sampler=sampler, meta=meta, policy=Policy(agent, meta, device),
+                update=torch.compile(agent.update) if config.compile else agent.update,
+                batch_size=agent_config.batch_size // world,  # the global batch stays the configured one
+                evaluator=evaluator if main else None, start_step=start_step, step=start_step,
+                last_saved=start_step if checkpoint is not None else -1,
+                last_saved_path=None if checkpoint is None else checkpoint.path)
+
+
+def _starting_point(out: Path, algorithm: str, agent_config: Any, resume: bool,
+                    init_from: str | os.PathLike | None) -> tuple[str, Any, Any, Any]:
+    """(algorithm, agent config, the step checkpoint to resume or None, the model to start from
+    or None): a resumed run and an initialised one take the algorithm of what they load."""
+    from crl_ros.learning.agents import config_from_checkpoint
+
+    checkpoint = init = None
     if init_from is not None:
         if resume:
             raise TrainError("--init-from starts a new run from a model's weights; it cannot be combined with --resume")
@@ -261,214 +385,205 @@ def train(data: Sequence[str | os.PathLike] | Dataset, algorithm: str, agent_con
             raise TrainError(f"--resume: {out} trains {checkpoint.meta.algorithm}, not {algorithm}")
         algorithm = checkpoint.meta.algorithm
         agent_config = config_from_checkpoint(algorithm, checkpoint.meta.config)
-    if config.amp_bf16 and hasattr(agent_config, "bf16"):
-        agent_config = dataclasses.replace(agent_config, bf16=True)
-    if checkpoint is not None and main:
-        _record_resume(out, config, int(checkpoint.training["step"]))
+    return algorithm, agent_config, checkpoint, init
 
-    meta_ds = dataset.metadata
-    seed_everything(config.seed)
-    # Each process draws its own batches (process 0 keeps the single-process seed).
-    stats_from = checkpoint if checkpoint is not None else init
-    try:
-        frame_weights = None if config.data_weights is None else dataset.source_frame_weights(config.data_weights)
-    except DatasetError as exc:
-        raise TrainError(f"--data-weights: {exc}") from None
-    sampler = Sampler(dataset, device, seed=config.seed + rank * 1_000_003,
-                      action_mean=None if stats_from is None else np.asarray(stats_from.meta.action_mean),
-                      action_std=None if stats_from is None else np.asarray(stats_from.meta.action_std),
-                      normalize_actions=agent_config.normalize_actions, frame_weights=frame_weights)
-    agent = make_agent(algorithm, agent_config, image_shape=meta_ds.image_shape, action_dim=meta_ds.action_dim,
-                       device=device)
-    agent.to(device)
+
+def _make_sampler(dataset: Dataset, device: torch.device, seed: int, rank: int, start_step: int, agent_config: Any,
+                  frame_weights: np.ndarray | None, stats_from: CheckpointMeta | None):
+    """Each process draws its own batches (process 0 keeps the single-process seed); the
+    action statistics are the loaded model's, else the data's."""
+    from crl_ros.learning.sampler import Sampler
+
+    return Sampler(dataset, device, seed=seed + rank * 1_000_003 + start_step,
+                   action_mean=None if stats_from is None else np.asarray(stats_from.action_mean),
+                   action_std=None if stats_from is None else np.asarray(stats_from.action_std),
+                   normalize_actions=agent_config.normalize_actions, frame_weights=frame_weights)
+
+
+def _precision_record(agent: Any, agent_config: Any, device: torch.device) -> dict[str, str]:
+    """Says why bf16 autocast was asked for but is not used; the precision run.json records."""
+    from crl_ros.learning.precision import precision_info, resolve_bf16
+
     use_bf16 = bool(getattr(agent, "uses_bf16", False))
+    _, why = resolve_bf16(bool(getattr(agent_config, "bf16", False)), device)
+    if why:
+        print(f"crl train: {why}", flush=True)
+    return {"precision": "bf16 autocast" if use_bf16 else "fp32", "detail": precision_info(device).detail}
+
+
+def _restore_training(checkpoint: Any, agent: Any, sampler: Any, meta_ds: Any) -> int:
+    """A step checkpoint's weights, optimiser, sampler and RNG state into the fresh agent and
+    process 0's sampler; returns the step to continue from."""
+    if tuple(checkpoint.meta.image_shape) != tuple(meta_ds.image_shape) or \
+            checkpoint.meta.action_dim != meta_ds.action_dim:
+        raise TrainError(f"--resume: the data ({meta_ds.image_shape}, {meta_ds.action_dim} actions) does not "
+                         f"match the run ({checkpoint.meta.image_shape}, {checkpoint.meta.action_dim} actions)")
+    agent.load_state_dict(checkpoint.model)
+    agent.load_optimizer_state(checkpoint.training["optimizer"])
+    if distributed.rank() == 0:
+        sampler.load_state_dict(checkpoint.training["sampler"])
+        restore_rng_state(checkpoint.training["rng"])
+    return int(checkpoint.training["step"])
+
+
+def _load_init_weights(init: Any, agent: Any, meta_ds: Any, main: bool) -> None:
+    """--init-from: a model's weights into the fresh agent (its optimiser starts afresh)."""
+    from crl_ros.learning.policy import load_deployable_state
+
+    if tuple(init.meta.image_shape) != tuple(meta_ds.image_shape) or init.meta.action_dim != meta_ds.action_dim:
+        raise TrainError(f"--init-from: the data ({meta_ds.image_shape}, {meta_ds.action_dim} actions) does not "
+                         f"match {init.path} ({init.meta.image_shape}, {init.meta.action_dim} actions)")
+    load_deployable_state(agent, init.model, init.path)  # float16 weights are cast on load
+    target = getattr(agent, "target_critic", None)
+    if target is not None:  # a deployable model carries no target network: it starts as the critic
+        target.load_state_dict(agent.critic.state_dict())
     if main:
-        from crl_ros.learning.precision import precision_info, resolve_bf16
-        _, why = resolve_bf16(bool(getattr(agent_config, "bf16", False)), device)
-        if why:
-            print(f"crl train: {why}", flush=True)
-        precision = {"precision": "bf16 autocast" if use_bf16 else "fp32", "detail": precision_info(device).detail}
-    meta = CheckpointMeta(
-        algorithm=algorithm, config=config_to_dict(agent_config), image_shape=meta_ds.image_shape,
-        action_dim=meta_ds.action_dim, action_names=list(meta_ds.action_names),
-        action_mean=sampler.action_mean.tolist(), action_std=sampler.action_std.tolist(),
-        action_low=meta_ds.action_low, action_high=meta_ds.action_high,
-        dataset=dataset_provenance(dataset, paths, config.data_weights))
+        print(f"crl train: {init.meta.algorithm} initialised from {init.path} (its step {init.meta.step})", flush=True)
 
-    start_step = 0
-    if checkpoint is not None:
-        if tuple(checkpoint.meta.image_shape) != tuple(meta_ds.image_shape) or \
-                checkpoint.meta.action_dim != meta_ds.action_dim:
-            raise TrainError(f"--resume: the data ({meta_ds.image_shape}, {meta_ds.action_dim} actions) does not "
-                             f"match the run ({checkpoint.meta.image_shape}, {checkpoint.meta.action_dim} actions)")
-        agent.load_state_dict(checkpoint.model)
-        agent.load_optimizer_state(checkpoint.training["optimizer"])
-        start_step = int(checkpoint.training["step"])
-        if rank == 0:  # the saved sampler is process 0's; the others draw fresh streams
-            sampler.load_state_dict(checkpoint.training["sampler"])
-            restore_rng_state(checkpoint.training["rng"])
-        else:
-            sampler = Sampler(dataset, device, seed=config.seed + rank * 1_000_003 + start_step,
-                              action_mean=sampler.action_mean, action_std=sampler.action_std,
-                              frame_weights=frame_weights)
-        if main:
-            print(f"resuming {algorithm} from {checkpoint.path} at step {start_step}")
-    if init is not None:
-        if tuple(init.meta.image_shape) != tuple(meta_ds.image_shape) or init.meta.action_dim != meta_ds.action_dim:
-            raise TrainError(f"--init-from: the data ({meta_ds.image_shape}, {meta_ds.action_dim} actions) does not "
-                             f"match {init.path} ({init.meta.image_shape}, {init.meta.action_dim} actions)")
-        from crl_ros.learning.policy import load_deployable_state
-        load_deployable_state(agent, init.model, init.path)  # float16 weights are cast on load
-        target = getattr(agent, "target_critic", None)
-        if target is not None:  # a deployable model carries no target network: it starts as the critic
-            target.load_state_dict(agent.critic.state_dict())
-        if main:
-            print(f"crl train: {algorithm} initialised from {init.path} (its step {init.meta.step})", flush=True)
-    if checkpoint is None and main:
-        (out / "run.json").write_text(json.dumps({
-            "algorithm": algorithm, "agent_config": config_to_dict(agent_config),
-            "init_from": None if init is None else {"path": str(init.path), "step": init.meta.step},
-            "train_config": dataclasses.asdict(config), "device": str(device), **precision,
-            "dataset": meta.dataset, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
 
-    distributed.broadcast_parameters_(agent)
-    update = torch.compile(agent.update) if config.compile else agent.update
-    policy = Policy(agent, meta, device)
-    writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step if resume else None) if main else None
-    metrics_file = open(out / "metrics.jsonl", "a") if main else None
-    if agent_config.batch_size % world:
-        raise TrainError(f"batch_size {agent_config.batch_size} does not split over {world} processes")
-    batch_size = agent_config.batch_size // world  # the global batch stays the configured one
+def _open_logs(run: _Run, resume: bool) -> None:
+    """TensorBoard, metrics.jsonl (process 0 only), the progress bar and the clocks."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
 
-    def log(step: int, kind: str, scalars: dict[str, float]) -> None:
-        if not main:
+    if run.main:
+        run.writer = SummaryWriter(str(run.out / "tensorboard"), purge_step=run.start_step if resume else None)
+        run.metrics_file = open(run.out / "metrics.jsonl", "a")
+    run.t_start = run.t_log = time.perf_counter()
+    run.step_log = run.start_step
+    run.t_saved = time.monotonic()
+    run.bar = tqdm(total=run.config.steps, initial=run.start_step, desc=f"train {run.algorithm}", unit="step",
+                   disable=not (run.config.progress and run.main), dynamic_ncols=True)
+
+
+def _close_logs(run: _Run) -> None:
+    run.bar.close()
+    if run.main:
+        run.writer.close()
+        run.metrics_file.close()
+
+
+def _step_loop(run: _Run, stop: _StopSignals) -> None:
+    """The training loop: a batch, an update, and on their schedules a log line, a checkpoint
+    and an evaluation; returns at the last step or, with `run.stopped_by` set, on a signal."""
+    config = run.config
+    while run.step < config.steps:
+        if _stop_agreed(stop.signum is not None, run.step, run.device):
+            run.stopped_by = stop.signum or signal.SIGTERM
             return
-        for key, value in scalars.items():
-            writer.add_scalar(f"{kind}/{key}", value, step)
-        metrics_file.write(json.dumps({"step": step, "kind": kind, **scalars}) + "\n")
-        metrics_file.flush()
+        batch = run.agent.make_batch(run.sampler, run.batch_size)
+        info = run.update(batch, run.step)
+        run.step += 1
+        _time_first_steps(run)
+        for key, value in info.items():  # on-device running sums: no host sync per step
+            value = value.detach().float()
+            run.sums[key] = run.sums[key] + value if key in run.sums else value
+        run.count += 1
+        run.bar.update(1)
 
-    def save(step: int) -> Path | None:
-        if not main:
-            return None
-        step_meta = dataclasses.replace(meta, step=step)
-        training = {"step": step, "optimizer": agent.optimizer_state(), "sampler": sampler.state_dict(),
+        if run.step % config.log_every == 0 or run.step == config.steps:
+            _log_training(run)
+        t_pause = time.perf_counter()
+        due_by_time = config.checkpoint_minutes and time.monotonic() - run.t_saved >= 60 * config.checkpoint_minutes
+        if run.step % config.checkpoint_every == 0 or run.step == config.steps or due_by_time:
+            _save(run)
+        if run.evaluator is not None and ((config.eval_every and run.step % config.eval_every == 0)
+                                          or run.step == config.steps):
+            _evaluate(run)
+            run.bar.write(f"step {run.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.last_eval.items()))
+        run.t_log += time.perf_counter() - t_pause  # steps/s counts training only
+
+
+def _time_first_steps(run: _Run) -> None:
+    """After step 4, one line when the pace of steps 2-4 (the first warms up) is slow."""
+    if run.main and len(run.t_first_steps) < 4:
+        run.t_first_steps.append(time.perf_counter())
+        if len(run.t_first_steps) == 4:
+            seconds_per_step = (run.t_first_steps[-1] - run.t_first_steps[0]) / 3
+            _warn_if_slow(run.config, run.device, run.step, seconds_per_step, run.bar)
+
+
+def _log_training(run: _Run) -> None:
+    """The mean of each step info since the last log line (one host sync), steps/s; a
+    non-finite mean ends the run naming the last good checkpoint."""
+    keys = list(run.sums)
+    values = torch.stack([run.sums[k] for k in keys]).div_(run.count).tolist() if keys else []
+    scalars = dict(zip(keys, values))
+    bad = [k for k, v in scalars.items() if not math.isfinite(v)]
+    if bad:
+        saved = list_step_checkpoints(run.out)
+        raise TrainError(f"training diverged at step {run.step}: {', '.join(bad)} not finite; last good "
+                         f"checkpoint: {saved[-1][1] if saved else 'none'}")
+    now = time.perf_counter()
+    rate = (run.step - run.step_log) / max(now - run.t_log, 1e-9)
+    run.t_log, run.step_log = now, run.step
+    _log(run, "train", scalars)
+    _log(run, "perf", {"steps_per_s": rate, "samples_per_s": rate * run.batch_size * run.world})
+    run.bar.set_postfix({k: f"{v:.3g}" for k, v in list(scalars.items())[:3]}, refresh=False)
+    run.sums, run.count = {}, 0
+
+
+def _log(run: _Run, kind: str, scalars: dict[str, float]) -> None:
+    if not run.main:
+        return
+    for key, value in scalars.items():
+        run.writer.add_scalar(f"{kind}/{key}", value, run.step)
+    run.metrics_file.write(json.dumps({"step": run.step, "kind": kind, **scalars}) + "\n")
+    run.metrics_file.flush()
+
+
+def _save(run: _Run) -> None:
+    """Process 0 writes the step checkpoint (full training state) and model.pt, and deletes
+    the step checkpoints beyond keep_checkpoints."""
+    if run.main:
+        config, step_meta = run.config, dataclasses.replace(run.meta, step=run.step)
+        training = {"step": run.step, "optimizer": run.agent.optimizer_state(), "sampler": run.sampler.state_dict(),
                     "rng": capture_rng_state(), "train_config": dataclasses.asdict(config)}
-        path = save_checkpoint(step_checkpoint_path(out, step), step_meta, agent.state_dict(), training)
-        save_checkpoint(out / MODEL_FILENAME, dataclasses.replace(step_meta, weights_dtype=config.model_dtype),
-                        deployable_state(agent, config.model_dtype))
+        run.last_saved_path = save_checkpoint(step_checkpoint_path(run.out, run.step), step_meta,
+                                              run.agent.state_dict(), training)
+        save_checkpoint(run.out / MODEL_FILENAME, dataclasses.replace(step_meta, weights_dtype=config.model_dtype),
+                        deployable_state(run.agent, config.model_dtype))
         if config.keep_checkpoints:
-            for _, old in list_step_checkpoints(out)[:-config.keep_checkpoints]:
+            for _, old in list_step_checkpoints(run.out)[:-config.keep_checkpoints]:
                 old.unlink(missing_ok=True)
-        return path
+    run.last_saved = run.step
+    run.t_saved = time.monotonic()
 
-    def run_evaluation(step: int) -> dict[str, float]:
-        # Forked RNG and eval mode: evaluating must not change the training that follows.
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            agent.eval()
-            try:
-                scalars = {k: float(v) for k, v in evaluator(policy).items()}
-            finally:
-                agent.train()
-        log(step, "eval", scalars)
-        return scalars
 
-    agent.train()
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    last_eval: dict[str, float] = {}
-    last_saved = start_step if resume else -1
-    last_evaluated = -1
-    t_log, step_log = time.perf_counter(), start_step
-    t_start = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start_step, desc=f"train {algorithm}", unit="step",
-               disable=not (config.progress and main), dynamic_ncols=True)
-    step = start_step
-    stop = _StopSignals(config.handle_signals, main)
-    stopped_by: int | None = None
-    saved_at_stop: Path | None = None
-    last_saved_path: Path | None = found[-1][1] if resume else None
-    t_saved = time.monotonic()
-    t_first_steps: list[float] = []
-    try:
-        stop.install()
-        while step < config.steps:
-            if _stop_agreed(stop.signum is not None, step, device):
-                stopped_by = stop.signum or signal.SIGTERM
-                break
-            batch = agent.make_batch(sampler, batch_size)
-            info = update(batch, step)
-            step += 1
-            if main and len(t_first_steps) < 4:
-                t_first_steps.append(time.perf_counter())
-                if len(t_first_steps) == 4:  # the first step warms up: time steps 2-4
-                    _warn_if_slow(config, device, step, (t_first_steps[-1] - t_first_steps[0]) / 3, bar)
-            for key, value in info.items():  # on-device running sums: no host sync per step
-                value = value.detach().float()
-                sums[key] = sums[key] + value if key in sums else value
-            count += 1
-            bar.update(1)
+def _evaluate(run: _Run) -> None:
+    # Forked RNG and eval mode: evaluating must not change the training that follows.
+    devices = [run.device.index or 0] if run.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        run.agent.eval()
+        try:
+            scalars = {k: float(v) for k, v in run.evaluator(run.policy).items()}
+        finally:
+            run.agent.train()
+    _log(run, "eval", scalars)
+    run.last_eval, run.last_evaluated = scalars, run.step
 
-            if step % config.log_every == 0 or step == config.steps:
-                keys = list(sums)
-                values = torch.stack([sums[k] for k in keys]).div_(count).tolist() if keys else []
-                scalars = dict(zip(keys, values))
-                bad = [k for k, v in scalars.items() if not math.isfinite(v)]
-                if bad:
-                    saved = list_step_checkpoints(out)
-                    raise TrainError(f"training diverged at step {step}: {', '.join(bad)} not finite; last good "
-                                     f"checkpoint: {saved[-1][1] if saved else 'none'}")
-                now = time.perf_counter()
-                rate = (step - step_log) / max(now - t_log, 1e-9)
-                t_log, step_log = now, step
-                log(step, "train", scalars)
-                log(step, "perf", {"steps_per_s": rate, "samples_per_s": rate * batch_size * world})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in list(scalars.items())[:3]}, refresh=False)
-                sums, count = {}, 0
 
-            t_pause = time.perf_counter()
-            due_by_time = config.checkpoint_minutes and time.monotonic() - t_saved >= 60 * config.checkpoint_minutes
-            if step % config.checkpoint_every == 0 or step == config.steps or due_by_time:
-                last_saved_path = save(step) or last_saved_path
-                last_saved = step
-                t_saved = time.monotonic()
-            if evaluator is not None and ((config.eval_every and step % config.eval_every == 0)
-                                          or step == config.steps):
-                last_eval = run_evaluation(step)
-                last_evaluated = step
-                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in last_eval.items()))
-            t_log += time.perf_counter() - t_pause  # steps/s counts training only
-        if last_saved != step:
-            last_saved_path = save(step) or last_saved_path
-            last_saved = step
-        if stopped_by is not None:
-            saved_at_stop = last_saved_path
-        elif evaluator is not None and last_evaluated != step:
-            last_eval = run_evaluation(step)
-    except _Abort:
-        stopped_by = stop.signum
+def _finish(run: _Run) -> Path | None:
+    """After the loop: the last step checkpointed; then a finished run is evaluated (if not
+    at this step already) and a stopped one returns the checkpoint it stopped with."""
+    if run.last_saved != run.step:
+        _save(run)
+    if run.stopped_by is not None:
+        return run.last_saved_path
+    if run.evaluator is not None and run.last_evaluated != run.step:
+        _evaluate(run)
+    return None
+
+
+def _interrupted(run: _Run, saved_at_stop: Path | None, aborted: bool) -> TrainInterrupted:
+    """What a signal's end of the run says: the checkpoint of this step, or (aborted before
+    it was written) the newest one on disk, which --resume continues from."""
+    last_saved_path = run.last_saved_path
+    if saved_at_stop is None or run.last_saved != run.step:
         saved_at_stop = None
-    except BaseException:
-        if not stop.aborted:
-            raise
-        # the second signal hit inside a library call that wrapped it (e.g. torch.save's writer)
-        stopped_by, saved_at_stop = stop.signum, None
-    finally:
-        stop.restore()
-        bar.close()
-        if main:
-            writer.close()
-            metrics_file.close()
-    if stopped_by is not None:
-        if saved_at_stop is None or last_saved != step:
-            saved_at_stop = None
-            found_now = list_step_checkpoints(out)
-            last_saved_path = found_now[-1][1] if found_now else None
-        raise TrainInterrupted(int(stopped_by), step, saved_at_stop, last_saved_path, aborted=stop.aborted)
-    elapsed = time.perf_counter() - t_start
-    return TrainResult(out_dir=out, model_path=out / MODEL_FILENAME, step=step,
-                       steps_per_second=(step - start_step) / max(elapsed, 1e-9), eval=last_eval)
+        found_now = list_step_checkpoints(run.out)
+        last_saved_path = found_now[-1][1] if found_now else None
+    return TrainInterrupted(int(run.stopped_by), run.step, saved_at_stop, last_saved_path, aborted=aborted)
 
 
 #: with several processes, how often (in steps) they agree whether a signal asked them to stop

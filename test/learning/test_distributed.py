@@ -101,3 +101,18 @@ def test_crl_train_nproc_2_writes_one_run(dataset, tmp_path, capsys):
 def test_batch_must_split_over_processes(dataset, tmp_path, capsys):
     assert main(["train", "--data", str(dataset), "--algo", "gcbc", "--out", str(tmp_path / "r"), "--steps", "2",
                  "--batch-size", "7", "--set", "hidden_width=32", "--nproc", "2", "--no-progress"]) == 1
+
+
+def test_crl_train_nproc_2_resumes_a_run_on_normalised_actions(dataset, tmp_path, capsys):
+    """A two-process run resumes: process 0 restores the saved sampler, process 1 builds a fresh
+    one from the saved action statistics, so both hand out the normalised actions the agent
+    trains on (the agent refuses a sampler that does not)."""
+    out = tmp_path / "run"
+    args = ["train", "--data", str(dataset), "--out", str(out), "--nproc", "2",
+            "--no-progress", "--checkpoint-every", "2", "--log-every", "2"]
+    assert main([*args, "--algo", "gcbc", "--steps", "2", "--batch-size", "8", "--set", "hidden_width=32",
+                 "--set", "normalize_actions=true"]) == 0
+    assert main([*args, "--steps", "4", "--resume"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [2, 4]
+    assert json.loads((out / "run.json").read_text())["agent_config"]["normalize_actions"] is True
