@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"crl demos: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}: {_measured(stats['episodes'], stats['frames'], task, stats['successes'])}"
-          + (f"; shifts {shift.describe(goal=False)} drawn per episode" if shift else ""))
+          + _shift_note(shift))
     return 0
 
 
@@ -77,6 +77,10 @@ def _measured(episodes: int, frames: int, task: str, successes: int) -> str:
     if task == "play":
         return f"{what} of play (no fixed goal, so no success rate)"
     return f"{what} of {task}; the scripted expert succeeded in {successes}/{episodes} ({100.0 * successes / episodes:.0f}%)"
+
+
+def _shift_note(shift) -> str:
+    return f"; shifts {shift.describe(goal=False)} drawn per episode" if shift else ""
 
 
 def _write_bags(args: argparse.Namespace, task: str, out, shift) -> int:
@@ -112,5 +116,6 @@ def _write_bags(args: argparse.Namespace, task: str, out, shift) -> int:
                 stamp = start_ns + i * 3600 * 10**9 + k * period_ns
                 bag.write("observation", stamp, make_image(image, stamp))
                 bag.write("action", stamp + 1, make_action(action, action_conv.ACTION_NAMES))
-    print(f"wrote {args.episodes} bags to {out}: {_measured(args.episodes, frames, task, successes)}")
+    print(f"wrote {args.episodes} bags to {out}: {_measured(args.episodes, frames, task, successes)}"
+          + _shift_note(shift))
     return 0

@@ -131,6 +131,8 @@ def parse_shift(text: str, randomize: bool = False) -> tuple[str, ShiftValue]:
         value = "moderate"
     if value in SEVERITIES:
         value = PRESETS[value][name]
+        if randomize:  # the preset's size: the range up to it, both signs for a signed shift
+            value = value.removeprefix("+-")
     random_sign = value.startswith("+-")
     body = value[2:] if random_sign else value
     try:

@@ -54,6 +54,8 @@ def test_parse_values_ranges_signs_and_presets():
     # --randomize: V is the range from the nominal world to V; no value means moderate
     assert parse_shift("light=0.3", randomize=True)[1] == ShiftValue(-0.3, 0.3)
     assert parse_shift("camera_pos", randomize=True)[1] == ShiftValue(0.0, 0.02)
+    assert parse_shift("light", randomize=True)[1] == ShiftValue(-0.3, 0.3)
+    assert parse_shift("camera_yaw=strong", randomize=True)[1] == ShiftValue(-6.0, 6.0)
     assert parse_shift("jpeg=40", randomize=True)[1] == ShiftValue(40, 95, integer=True)
 
 
