@@ -33,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of agent config overrides")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="agent config overrides, e.g. hidden_width=256 critic_loss=mc")
+    parser.add_argument("--augment", metavar="NAME,...", default=None,
+                        help="image augmentations, exactly these (the others off): shift (the paper's random "
+                             "shift, the default), crop, rotate, color_jitter, blur, noise; or none. Ranges: "
+                             "--set augment_rotate_deg=5 augment_crop_scale=[0.85,1] augment_brightness=0.3 "
+                             "augment_contrast=0.2 augment_saturation=0.2 augment_hue=0.02 "
+                             "augment_blur_sigma=[0.1,1] augment_noise_std=5 (the cpu_robust profile's set). "
+                             "With --init-from the model's config gets these augmentations")
     parser.add_argument("--seed", type=int, default=None, help="seed of weights init and batch sampling (default 0)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint, with the run's settings "
@@ -152,6 +159,7 @@ def _train(args: argparse.Namespace, reraise_interrupt: bool = False) -> int:
             raise _Refused("--init-from starts a new run; --resume continues one: pass one of them", 2)
         if args.init_from:
             data = _fine_tune_data(args, settings)
+            agent_config = _fine_tune_config(args)
         elif args.resume:
             data = _resumed_data(args, settings)
             if data is None:
@@ -209,6 +217,7 @@ def _new_run(args: argparse.Namespace, settings: dict):
         agent_config = apply_overrides(default_config(args.algo), profile.overrides_for(args.algo))
         config_overrides = load_yaml_overrides(args.config) if args.config else {}
         agent_config = apply_overrides(agent_config, config_overrides)
+        agent_config = apply_overrides(agent_config, _augment_overrides(args))
         agent_config = apply_overrides(agent_config, overrides)
     except (ValueError, OSError) as exc:
         raise _Refused(f"bad config: {exc}", 2) from exc
@@ -227,6 +236,35 @@ def _fine_tune_data(args: argparse.Namespace, settings: dict) -> list[str]:
     return args.data
 
 
+def _augment_overrides(args: argparse.Namespace) -> list[str]:
+    """--augment NAME,... as config overrides (none when not given); _Refused for an unknown name."""
+    from crl_ros.learning.agents.common import augment_overrides
+
+    if args.augment is None:
+        return []
+    try:
+        return augment_overrides(args.augment.split(","))
+    except ValueError as exc:
+        raise _Refused(f"--augment: {exc}", 2) from exc
+
+
+def _fine_tune_config(args: argparse.Namespace):
+    """--init-from with --augment: the model's config with those augmentations (they change no
+    network, so its weights still fit); None (the model's config as saved) without --augment."""
+    from crl_ros.learning.agents import config_from_checkpoint
+    from crl_ros.learning.checkpoint import CheckpointError, load_checkpoint
+    from crl_ros.learning.config import apply_overrides
+
+    overrides = _augment_overrides(args)
+    if not overrides:
+        return None
+    try:
+        meta = load_checkpoint(args.init_from).meta
+    except CheckpointError as exc:
+        raise _Refused(str(exc)) from exc
+    return apply_overrides(config_from_checkpoint(meta.algorithm, meta.config), overrides)
+
+
 def _resumed_data(args: argparse.Namespace, settings: dict) -> list[str] | None:
     """--resume: the run's data and, unless given again, its settings (into ``settings``);
     None when the run already has its steps."""
@@ -236,8 +274,9 @@ def _resumed_data(args: argparse.Namespace, settings: dict) -> list[str] | None:
     from crl_ros.learning.trainer import run_train_config
 
     out = Path(args.out)
-    if _size_overrides(args) or args.config or args.profile:
-        raise _Refused("--resume continues a run with its saved config; drop --profile/--config/--set/--batch-size", 2)
+    if _size_overrides(args) or args.config or args.profile or args.augment is not None:
+        raise _Refused("--resume continues a run with its saved config; drop "
+                       "--profile/--config/--set/--batch-size/--augment", 2)
     data = args.data
     if not data:
         run_file = out / "run.json"

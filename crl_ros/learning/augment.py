@@ -5,9 +5,14 @@ offset. That equals shifting each sample by an integer (dy, dx) in [-pad, pad] w
 source indices clamped to the image, which is done here as ONE vectorised gather per
 tensor, on uint8 or float, with no per-sample Python loop and no padded copy.
 
-For real camera images (the JAX WidowX pipeline) there are also a random resized crop and
-colour jitter, vectorised the same way. Every function applies the SAME random parameters
-to all the tensors it is given (observation and goal of a sample).
+For real camera images (the JAX WidowX pipeline) and the shifts a real camera brings (a
+bumped mount, other light, a worse sensor: crl_ros.sim.shifts) there are also a random
+resized crop, small rotations, colour jitter, Gaussian blur and Gaussian noise, vectorised
+the same way (per-sample parameters, no per-sample Python loop). Every function applies the
+SAME random parameters to all the tensors it is given (observation and goal of a sample);
+only the noise field itself is drawn afresh for each tensor, as each camera frame has its own.
+Each takes uint8 or float images [B, H, W, C] (RGB triples in the channels) and returns them
+in the input's dtype and range; every random number comes from the `generator` passed in.
 """
 from __future__ import annotations
 
@@ -60,6 +65,20 @@ def _like(result: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return result
 
 
+def _warp(images: Sequence[torch.Tensor], theta: torch.Tensor) -> list[torch.Tensor]:
+    """Resample every tensor of `images` ([B, H, W, C]) at the affine map `theta` [B, 2, 3]
+    (affine_grid's output -> input, in normalised coordinates), bilinearly, edges replicated."""
+    batch, h, w, c = images[0].shape
+    grid = F.affine_grid(theta, [batch, c, h, w], align_corners=False)
+    out = []
+    for x in images:
+        chw = _as_float(x).permute(0, 3, 1, 2)
+        warped = F.grid_sample(chw, grid.to(chw.dtype), mode="bilinear", padding_mode="border",
+                               align_corners=False)
+        out.append(_like(warped.permute(0, 2, 3, 1), x))
+    return out
+
+
 def random_resized_crop(images: Sequence[torch.Tensor], generator: torch.Generator,
                         scale: tuple[float, float] = (0.8, 1.0),
                         ratio: tuple[float, float] = (0.9, 1.1)) -> list[torch.Tensor]:
@@ -77,14 +96,63 @@ def random_resized_crop(images: Sequence[torch.Tensor], generator: torch.Generat
     theta = torch.zeros(batch, 2, 3, device=device)
     theta[:, 0, 0], theta[:, 0, 2] = width, centre_x
     theta[:, 1, 1], theta[:, 1, 2] = height, centre_y
-    _, h, w, c = reference.shape
-    grid = F.affine_grid(theta, [batch, c, h, w], align_corners=False)
+    return _warp(images, theta)
+
+
+def random_rotate(images: Sequence[torch.Tensor], generator: torch.Generator,
+                  degrees: float = 5.0) -> list[torch.Tensor]:
+    """Turn each sample by U[-degrees, degrees] about the image centre (bilinear, edges
+    replicated): a camera rolled on its mount. The SAME angle for every tensor of `images`."""
+    reference = images[0]
+    batch, h, w = reference.shape[:3]
+    angle = torch.deg2rad(_uniform(-degrees, degrees, batch, generator, reference.device))
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.zeros(batch, 2, 3, device=reference.device)
+    # Normalised coordinates stretch a non-square image: scale the cross terms by the aspect
+    # ratio so that the turn is a rotation in pixels.
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
+    theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
+    return _warp(images, theta)
+
+
+def gaussian_blur(images: Sequence[torch.Tensor], generator: torch.Generator,
+                  sigma: tuple[float, float] = (0.1, 1.0)) -> list[torch.Tensor]:
+    """Blur each sample with a Gaussian of sigma U[sigma] pixels (a defocused lens), as two
+    1-D convolutions whose kernels differ per sample; edges replicated. The SAME sigma for
+    every tensor of `images`."""
+    reference = images[0]
+    batch, device = reference.shape[0], reference.device
+    sigmas = _uniform(*sigma, batch, generator, device).clamp(min=1e-3)
+    radius = max(1, math.ceil(3 * sigma[1]))
+    offsets = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+    kernels = torch.exp(-0.5 * (offsets[None, :] / sigmas[:, None]) ** 2)
+    kernels = kernels / kernels.sum(1, keepdim=True)  # [B, K]
     out = []
     for x in images:
-        chw = _as_float(x).permute(0, 3, 1, 2)
-        resized = F.grid_sample(chw, grid.to(chw.dtype), mode="bilinear", padding_mode="border",
-                                align_corners=False)
-        out.append(_like(resized.permute(0, 2, 3, 1), x))
+        _, h, w, c = x.shape
+        # One group per (sample, channel): a batched depthwise convolution.
+        planes = _as_float(x).permute(0, 3, 1, 2).reshape(1, batch * c, h, w)
+        planes = F.pad(planes, (radius, radius, radius, radius), mode="replicate")
+        weights = kernels.to(planes.dtype).repeat_interleave(c, 0)
+        planes = F.conv2d(planes, weights[:, None, :, None], groups=batch * c)
+        planes = F.conv2d(planes, weights[:, None, None, :], groups=batch * c)
+        out.append(_like(planes.reshape(batch, c, h, w).permute(0, 2, 3, 1), x))
+    return out
+
+
+def gaussian_noise(images: Sequence[torch.Tensor], generator: torch.Generator,
+                   std: float = 5.0) -> list[torch.Tensor]:
+    """Add Gaussian sensor noise of std U[0, std] grey levels (of 255) per sample, clipped to
+    the image range. The SAME std for every tensor of `images`; each tensor its own noise."""
+    reference = images[0]
+    batch, device = reference.shape[0], reference.device
+    stds = (_uniform(0.0, std, batch, generator, device) / 255.0).view(batch, 1, 1, 1)
+    out = []
+    for x in images:
+        noisy = _as_float(x)
+        noisy = noisy + stds.to(noisy.dtype) * torch.randn(noisy.shape, generator=generator, device=device,
+                                                             dtype=noisy.dtype)
+        out.append(_like(noisy.clamp(0, 1), x))
     return out
 
 

@@ -13,7 +13,8 @@ from torch.profiler import record_function
 
 from crl_ros.learning import distributed
 from crl_ros.learning.agents.base import Agent
-from crl_ros.learning.augment import batch_coin, color_jitter, random_resized_crop, random_shift
+from crl_ros.learning.augment import (batch_coin, color_jitter, gaussian_blur, gaussian_noise, random_resized_crop,
+                                      random_rotate, random_shift)
 from crl_ros.learning.gripper import GRIPPER_MODES
 from crl_ros.learning.networks import NetworkConfig, images_to_float
 from crl_ros.learning.precision import resolve_bf16
@@ -69,8 +70,23 @@ class AgentConfig(NetworkConfig):
     augment_prob: float = 0.5  # probability that a whole batch is augmented
     augment_shift: bool = True  # random shift (pad augment_pad, replicate, crop back)
     augment_pad: int = 4
-    augment_resized_crop: bool = False  # real images: random resized crop, scale 0.8-1.0
-    augment_color_jitter: bool = False  # real images: brightness/contrast/saturation/hue
+    # Beyond the paper's random shift, for real cameras and the shifts they bring
+    # (crl_ros.sim.shifts; `crl train --augment NAME,...` names them, AUGMENTATIONS): each a
+    # switch, off by default, applied in the order a camera would (geometry, exposure, optics,
+    # sensor), the shift last. The ranges' defaults are those the ops had before they were settable.
+    augment_resized_crop: bool = False  # random resized crop: area fraction in augment_crop_scale
+    augment_crop_scale: tuple[float, float] = (0.8, 1.0)
+    augment_rotate: bool = False  # small rotation about the image centre, U[-deg, deg]
+    augment_rotate_deg: float = 5.0
+    augment_color_jitter: bool = False  # brightness/contrast/saturation factors U[1-v, 1+v], hue turns U[-v, v]
+    augment_brightness: float = 0.2
+    augment_contrast: float = 0.2
+    augment_saturation: float = 0.2
+    augment_hue: float = 0.1
+    augment_blur: bool = False  # Gaussian blur, sigma U[augment_blur_sigma] pixels
+    augment_blur_sigma: tuple[float, float] = (0.1, 1.0)
+    augment_noise: bool = False  # Gaussian sensor noise, std U[0, augment_noise_std] grey levels
+    augment_noise_std: float = 5.0
     # bf16 autocast of the forward passes (fp32 weights, optimiser and losses), where the device
     # has native bf16 (crl_ros.learning.precision); elsewhere the agent runs in fp32
     bf16: bool = False
@@ -79,10 +95,45 @@ class AgentConfig(NetworkConfig):
         super().__post_init__()
         if not 0.0 <= self.augment_prob <= 1.0:
             raise ValueError(f"augment_prob must be in [0, 1], got {self.augment_prob}")
+        self._check_augment_ranges()
         if self.eval_gripper not in GRIPPER_MODES:
             raise ValueError(f"eval_gripper must be one of {', '.join(GRIPPER_MODES)}, got {self.eval_gripper!r}")
         if self.policy_std <= 0:
             raise ValueError(f"policy_std must be > 0, got {self.policy_std}")
+
+    def _check_augment_ranges(self) -> None:
+        low, high = self.augment_crop_scale
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"augment_crop_scale must be 0 < low <= high <= 1, got {list(self.augment_crop_scale)}")
+        low, high = self.augment_blur_sigma
+        if not 0.0 <= low <= high <= 5.0:
+            raise ValueError(f"augment_blur_sigma must be 0 <= low <= high <= 5 pixels, got {list(self.augment_blur_sigma)}")
+        for name, highest in [("augment_brightness", 1.0), ("augment_contrast", 1.0), ("augment_saturation", 1.0),
+                              ("augment_hue", 0.5), ("augment_rotate_deg", 45.0), ("augment_noise_std", 255.0)]:
+            if not 0.0 <= getattr(self, name) <= highest:
+                raise ValueError(f"{name} must be in [0, {highest:g}], got {getattr(self, name)}")
+        if self.augment_pad < 0:
+            raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
+
+
+#: `crl train --augment` names -> the AgentConfig switch each turns on
+AUGMENTATIONS: dict[str, str] = {"shift": "augment_shift", "crop": "augment_resized_crop", "rotate": "augment_rotate",
+                                 "color_jitter": "augment_color_jitter", "blur": "augment_blur",
+                                 "noise": "augment_noise"}
+
+
+def augment_overrides(names: Sequence[str]) -> list[str]:
+    """Config overrides for ``--augment NAME,...``: exactly the named augmentations on (the
+    others off), or ``none``: no augmentation. ValueError naming an unknown name."""
+    names = [n.strip() for n in names if n.strip()]
+    if names == ["none"]:
+        return ["augment=false"]
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown or not names:
+        raise ValueError(f"unknown augmentation(s) {', '.join(unknown) or '(none given)'}; choose from "
+                         f"{', '.join(AUGMENTATIONS)}, or none")
+    return ["augment=true"] + [f"{switch}={'true' if name in names else 'false'}"
+                               for name, switch in AUGMENTATIONS.items()]
 
 
 class OfflineAgent(Agent):
@@ -146,13 +197,22 @@ class OfflineAgent(Agent):
         cfg = self.config
         if not (cfg.augment and batch_coin(cfg.augment_prob, sampler.host_generator)):
             return None
-        images = list(images)
+        images, generator = list(images), sampler.generator
         if cfg.augment_resized_crop:
-            images = random_resized_crop(images, sampler.generator)
+            images = random_resized_crop(images, generator, scale=cfg.augment_crop_scale)
+        if cfg.augment_rotate:
+            images = random_rotate(images, generator, degrees=cfg.augment_rotate_deg)
         if cfg.augment_color_jitter:
-            images = color_jitter(images, sampler.generator)
+            images = color_jitter(images, generator, brightness=cfg.augment_brightness,
+                                  contrast=(1 - cfg.augment_contrast, 1 + cfg.augment_contrast),
+                                  saturation=(1 - cfg.augment_saturation, 1 + cfg.augment_saturation),
+                                  hue=cfg.augment_hue)
+        if cfg.augment_blur:
+            images = gaussian_blur(images, generator, sigma=cfg.augment_blur_sigma)
+        if cfg.augment_noise:
+            images = gaussian_noise(images, generator, std=cfg.augment_noise_std)
         if cfg.augment_shift:
-            images = random_shift(images, cfg.augment_pad, sampler.generator)
+            images = random_shift(images, cfg.augment_pad, generator)
         return images
 
     def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False,
