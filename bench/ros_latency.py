@@ -24,7 +24,11 @@ For ``--seconds`` after the actions flow, quiet or with ``--busy N`` CPU-bound p
 action stream's gaps: a gap of k periods is k - 1 ticks without an action), stale skips
 and watchdog holds (node logs; policy_node's counts in the composed graph), the
 observation and action rates, and the observation's age when it was acted on (header
-stamp -> action, which includes waiting for the control tick). Writes
+stamp, taken before the frame is rendered -> action, so it includes rendering and waiting
+for the control tick): ``observation_age_at_publish`` from policy_node's own record (its
+``acted`` deque; in another process its debug log line), the figure the target (p99 <=
+60 ms) is about, and ``observation_age_at_action``, stamp -> the action's arrival here,
+paired through the debug image. Writes
 bench/results/ros_graph_<graph>[_<label>].json, or ``--out FILE`` (one ``--graph`` per ``--out``).
 
     python bench/ros_latency.py --graph launched composed --seconds 40 --busy 0 1 [--label before]
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -58,6 +63,16 @@ def percentiles(ms: list[float]) -> dict:
     a = np.asarray(ms)
     return {"n": int(a.size), "p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
             "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()), "mean_ms": float(a.mean())}
+
+
+# policy_node's debug line per action (its ``acted`` record): observation stamp, age at the action
+ACTED_LINE = re.compile(r"acted on observation (\d+) \(([\d.]+) ms old\)")
+POLICY_DEBUG_LOG = ["--log-level", "policy_node:=debug"]
+
+
+def acted_in_log(text: str) -> list[tuple[int, float]]:
+    """(observation stamp ns, age when the action was published ms) of each action in a policy_node log."""
+    return [(int(m[1]), float(m[2])) for m in ACTED_LINE.finditer(text)]
 
 
 def tiny_model(workdir: Path) -> Path:
@@ -106,7 +121,7 @@ def forward_only(model: Path, device: str, n: int, threads: int) -> dict:
             "act_plus_score": percentiles(both_ms)}
 
 
-def through_graph(model: Path, frames: int, rate_hz: float, device: str) -> dict:
+def through_graph(model: Path, frames: int, rate_hz: float, device: str, nice: int = 0) -> dict:
     domain = 1 + (os.getpid() % 100)
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -116,11 +131,13 @@ def through_graph(model: Path, frames: int, rate_hz: float, device: str) -> dict
 
     from crl_ros.nodes import common
 
-    env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "-m", "crl_ros.nodes.policy_node", "--ros-args",
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    log = Path(tempfile.mkdtemp(prefix="ros_latency_")) / "policy_node.log"
+    proc = subprocess.Popen([sys.executable, "-m", "crl_ros.nodes.policy_node", "--ros-args", *POLICY_DEBUG_LOG,
                              "-p", f"model_path:={model}", "-p", f"device:={device}", "-p", "act_on_observation:=true",
-                             "-p", "max_observation_age_ms:=1000.0", "-p", "debug_scale:=1"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                             "-p", "max_observation_age_ms:=1000.0", "-p", "debug_scale:=1",
+                             *(["-p", f"nice:={nice}"] if nice else [])],
+                            env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     rclpy.init()
     node = rclpy.create_node("latency_bench")
     pending: set = set()
@@ -167,6 +184,7 @@ def through_graph(model: Path, frames: int, rate_hz: float, device: str) -> dict
         answered.clear()
         action_times.clear()
         sent = 0
+        sent_stamps: set = set()
         period = 1.0 / rate_hz
         next_send = time.monotonic()
         while sent < frames:
@@ -174,6 +192,7 @@ def through_graph(model: Path, frames: int, rate_hz: float, device: str) -> dict
             if now >= next_send:
                 t = time.time_ns()
                 pending.add(t)
+                sent_stamps.add(t)
                 obs_pub.publish(common.image_msg(images[sent % 8], common.ns_to_stamp(t)))
                 sent += 1
                 next_send += period
@@ -181,15 +200,17 @@ def through_graph(model: Path, frames: int, rate_hz: float, device: str) -> dict
         end = time.monotonic() + 2.0
         while time.monotonic() < end and pending:
             rclpy.spin_once(node, timeout_sec=0.05)
-        result = {"frames_sent": sent, "frames_answered": len(answered), "actions_received": len(action_times),
-                  "unanswered": len(pending), "rate_hz": rate_hz,
-                  "observation_to_debug_image": percentiles(latencies)}
-        if len(action_times) == len(answered):
-            stamps = sorted(answered)
-            result["observation_to_action"] = percentiles(
-                [(t - s) / 1e6 for t, s in zip(action_times, stamps)])
-        else:  # a debug image was lost: pairing is unsafe, report the upper bound only
-            result["observation_to_action"] = dict(result["observation_to_debug_image"], upper_bound=True)
+        # policy_node's own record says which frames it acted on, in order: the i-th action
+        # answers the i-th of them (actions are reliable and in order).
+        acted = [a for a in acted_in_log(log.read_text()) if a[0] in sent_stamps]
+        result = {"frames_sent": sent, "frames_acted": len(acted), "frames_with_debug_image": len(answered),
+                  "actions_received": len(action_times), "rate_hz": rate_hz,
+                  "observation_to_action_publish": percentiles([age for _, age in acted]) if acted else None,
+                  "observation_to_debug_image": percentiles(latencies) if latencies else None}
+        if acted and len(action_times) == len(acted):
+            result["observation_to_action"] = percentiles([(t - s) / 1e6 for t, (s, _) in zip(action_times, acted)])
+        else:  # an action or a log line went missing: pairing is unsafe, report the publish ages
+            result["observation_to_action"] = dict(result["observation_to_action_publish"] or {}, at_publish=True)
         return result
     finally:
         node.destroy_node()
@@ -233,8 +254,9 @@ class GraphObserver:
 
     def on_debug(self, msg) -> None:
         from crl_ros.nodes import common
-        # The debug image follows its action (after the critic's score): the latest action
-        # received is the one that answered this observation.
+        # The debug image follows its action (from policy_node's follow-up thread, after the
+        # critic's score): the latest action received answered this observation, unless that
+        # thread lagged behind the next action (then this over-estimates the age).
         if self.recording and self.actions:
             self.answered_ages_ms.append((self.actions[-1] - common.stamp_to_ns(msg.header.stamp)) / 1e6)
 
@@ -243,7 +265,9 @@ class GraphObserver:
         self.actions.clear()
         self.answered_ages_ms.clear()
 
-    def summary(self, seconds: float, rate_hz: float, camera_hz: float) -> dict:
+    def summary(self, seconds: float, rate_hz: float, camera_hz: float, publish_ages_ms: list[float]) -> dict:
+        """The window's rates and gaps; ``publish_ages_ms``: policy_node's own record of each
+        action's observation age (stamp -> action published), the figure the targets use."""
         period_ns = 1e9 / rate_hz
         actions = np.asarray(self.actions, dtype=np.int64)
         gaps = np.diff(actions) if len(actions) > 1 else np.zeros(0)
@@ -258,6 +282,7 @@ class GraphObserver:
                 "observation_rate_hz": float(len(obs) / seconds), "observation_rate_target_hz": camera_hz,
                 "longest_observation_gap_s": float(obs_gaps_s.max()) if obs_gaps_s.size else None,
                 "render_to_observation": percentiles(list((obs[:, 0] - obs[:, 1]) / 1e6)) if len(obs) else None,
+                "observation_age_at_publish": percentiles(publish_ages_ms) if publish_ages_ms else None,
                 "observation_age_at_action": percentiles(self.answered_ages_ms) if self.answered_ages_ms else None}
 
 
@@ -266,7 +291,9 @@ def count_lines(text: str, needle: str) -> int:
 
 
 def burners(n: int) -> list:
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    """CPU-bound processes at the ordinary priority (nice 0), whatever --nice gave this process."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                             preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, 0)) for _ in range(n)]
 
 
 def graph_launched(seconds: float, busy: int, workdir: Path, extra_params: dict[str, list[str]]) -> dict:
@@ -285,7 +312,8 @@ def graph_launched(seconds: float, busy: int, workdir: Path, extra_params: dict[
 
     def start(module: str, *params: str) -> None:
         logs[module] = workdir / f"{module}-{time.monotonic_ns()}.log"
-        args = [sys.executable, "-m", f"crl_ros.nodes.{module}", "--ros-args"]
+        args = [sys.executable, "-m", f"crl_ros.nodes.{module}", "--ros-args",
+                *(POLICY_DEBUG_LOG if module == "policy_node" else [])]
         for p in (*params, *extra_params.get(module, [])):
             args += ["-p", p]
         procs.append(subprocess.Popen(args, env=env, cwd=REPO, stdout=open(logs[module], "w"),
@@ -337,7 +365,7 @@ def graph_launched(seconds: float, busy: int, workdir: Path, extra_params: dict[
         time.sleep(seconds)
         observer.recording = False
         window = {m: p.read_text()[offsets[m]:] for m, p in logs.items()}
-        result = observer.summary(seconds, 5.0, 30.0)
+        result = observer.summary(seconds, 5.0, 30.0, [age for _, age in acted_in_log(window["policy_node"])])
         result.update(stale_warnings=count_lines(window["policy_node"], "not acting"),
                       watchdog_holds=count_lines(window["arm_node"], "watchdog"),
                       node_params=extra_params)
@@ -360,7 +388,7 @@ def graph_launched(seconds: float, busy: int, workdir: Path, extra_params: dict[
                 p.kill()
 
 
-def graph_composed(seconds: float, busy: int, workdir: Path) -> dict:
+def graph_composed(seconds: float, busy: int, workdir: Path, nice: int = 0) -> dict:
     """The nodes of `crl demo` / `crl reach-goal --sim` in this process, on the bringup's executor."""
     import logging
     import types
@@ -386,6 +414,8 @@ def graph_composed(seconds: float, busy: int, workdir: Path) -> dict:
             goal_path = workdir / "goal_composed.png"
             from PIL import Image as PILImage
             PILImage.fromarray(sim.goal_image()).save(goal_path)
+            if nice:
+                common.apply_nice(node, nice)  # what the nodes' nice parameter does to this one process
             executor = bringup.GraphExecutor(nodes)
             ok, reason = bringup.set_goal_path(node, "goal_node", str(goal_path))
             if not ok:
@@ -404,7 +434,8 @@ def graph_composed(seconds: float, busy: int, workdir: Path) -> dict:
             time.sleep(seconds)
             observer.recording = False
             counts = {k: policy.counts[k] - counts0[k] for k in counts0}
-            result = observer.summary(seconds, 5.0, 30.0)
+            acted = list(policy.acted)[-counts["acted"]:] if counts["acted"] else []
+            result = observer.summary(seconds, 5.0, 30.0, [age for _, age in acted])
             result.update(policy_counts=counts,
                           policy_ticks=sum(counts.values()),
                           ticks_acted_fraction_policy_counts=counts["acted"] / max(1, sum(counts.values())),
@@ -439,6 +470,9 @@ def main() -> None:
                         help="--graph launched: an extra parameter of one node, e.g. camera_node:input_transport:=compressed")
     parser.add_argument("--label", default="", help="--graph: a note stored in the JSON (e.g. before/after)")
     parser.add_argument("--forward-only", action="store_true", help="policy forward pass alone, no ROS graph")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="the nodes' nice parameter (sim, camera, policy; composed: the graph's process); "
+                             "the burners stay at nice 0")
     args = parser.parse_args()
     if args.out and args.graph and len(args.graph) > 1:
         parser.error("--out names one result file: give one --graph with it "
@@ -448,12 +482,15 @@ def main() -> None:
         for item in args.node_param:
             module, _, param = item.partition(":")
             extra.setdefault(module, []).append(param)
+        if args.nice:
+            for module in ("sim_node", "camera_node", "policy_node"):
+                extra.setdefault(module, []).append(f"nice:={args.nice}")
         for graph in args.graph:
-            result = {"machine": machine(), "graph": graph, "label": args.label, "runs": []}
+            result = {"machine": machine(), "graph": graph, "label": args.label, "nice": args.nice, "runs": []}
             with tempfile.TemporaryDirectory() as tmp:
                 for busy in args.busy:
                     run = (graph_launched(args.seconds, busy, Path(tmp), extra) if graph == "launched"
-                           else graph_composed(args.seconds, busy, Path(tmp)))
+                           else graph_composed(args.seconds, busy, Path(tmp), args.nice))
                     result["runs"].append({"busy_processes": busy, **run})
             result["load_average_at_end"] = os.getloadavg()
             result["targets"] = {"ticks_acted_fraction": 0.98, "observation_rate_fraction": 0.9,
@@ -477,7 +514,7 @@ def policy_alone(args) -> dict:
         if not args.forward_only:
             hogs = burners(args.busy[0] if args.busy else 0)  # policy_node alone: the first --busy value
             try:
-                result["ros_graph"] = through_graph(model, args.frames, args.rate, args.device)
+                result["ros_graph"] = through_graph(model, args.frames, args.rate, args.device, args.nice)
             finally:
                 for hog in hogs:
                     hog.kill()

@@ -28,7 +28,7 @@ def test_gpu_check_toy_runs_every_part_on_cpu(tmp_path):
     latency = json.loads((out / "policy_latency_cpu.json").read_text())
     assert latency["policy_forward"]["cpu"]["act"]["n"] == 20 and latency["policy_forward"]["cpu"]["act"]["p50_ms"] > 0
     if summary["policy_latency_ros_graph"]:  # rclpy here: policy_node answered through ROS too
-        assert latency["ros_graph"]["frames_answered"] > 0
+        assert latency["ros_graph"]["frames_acted"] > 0
 
     ddp = json.loads((out / "ddp_step_cpu.json").read_text())
     assert ddp["nproc"] == 2 and ddp["weights_identical"]

@@ -7,12 +7,12 @@ crl_ros layout: [dx, dy, dz, droll, dpitch, dyaw, gripper], see nodes/common.py)
 ``debug_image`` (goal | observation side by side with the score written on it; its
 header stamp is the observation's, so latency can be measured end to end).
 
-It acts every 1/``rate_hz`` s (or on every new observation with ``act_on_observation``)
-on the first observation that arrives after the tick, waiting at most ``frame_wait_ms``
-(then on the newest one): the newest at the tick can be up to a camera period old already,
-so the policy acts on a picture about 17 ms fresher on average at 30 Hz (docs/benchmarks.md),
-with a sample of N(mean, std^2) or the policy mean as ``sample_actions`` says (``auto``:
-the model's ``eval_sample`` setting; the authors' evaluation samples), the gripper
+It acts every 1/``rate_hz`` s on the first observation that arrives after the tick,
+waiting at most ``frame_wait_ms`` (then on the newest one; the newest at the tick is
+already up to a camera period old, half of one on average: 17 ms at 30 Hz), or on every
+new observation with ``act_on_observation``; with a sample of N(mean, std^2) or the
+policy mean as ``sample_actions`` says (``auto``: the model's ``eval_sample`` setting;
+the authors' evaluation samples), the gripper
 opening as the network says or snapped fully open/closed as ``gripper_mode`` says
 (``auto``: the model's ``eval_gripper``),
 and publishes NOTHING when there is no goal, no observation, the newest observation is
@@ -26,6 +26,7 @@ frames (and, in the one-process graph, every other node's callbacks).
 """
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -38,7 +39,7 @@ from std_msgs.msg import Float32, Float32MultiArray
 from crl_ros.nodes import common
 from crl_ros.robot import camera
 
-FOLLOW_UP_BACKLOG = 30  # actions whose score and debug image may wait (1 s at 30 Hz act_on_observation)
+ACTED_HISTORY = 1000  # (stamp, age) of the observations acted on last, for benchmarks and diagnostics
 
 PARAMETERS = [
     ("model_path", "", "checkpoint (model.pt or run directory); relative names are looked up in models/"),
@@ -115,6 +116,9 @@ class PolicyNode(Node):
         self.goal: np.ndarray | None = None
         self.counts = {"acted": 0, "no_goal": 0, "no_observation": 0, "stale": 0, "bad_input": 0}
         self.last_latency_ms: float | None = None
+        # (header stamp ns, age at the action ms) of each observation acted on; also a debug
+        # log line per action (bench/ros_latency.py reads it with --log-level policy_node:=debug)
+        self.acted: collections.deque = collections.deque(maxlen=ACTED_HISTORY)
         self.action_pub = self.create_publisher(Float32MultiArray, "action", common.reliable_qos())
         self.score_pub = self.create_publisher(Float32, "goal_score", common.reliable_qos())
         self.debug_pub = self.create_publisher(Image, "debug_image", common.sensor_qos())
@@ -125,7 +129,7 @@ class PolicyNode(Node):
         self._frame_deadline = None  # ... until this one-shot timer fires
         if not self.act_on_observation:
             self._start_ticks(float(p["rate_hz"]), float(p["frame_wait_ms"]))
-        self._follow_ups: queue.Queue = queue.Queue(maxsize=FOLLOW_UP_BACKLOG)
+        self._follow_ups: queue.Queue = queue.Queue(maxsize=1)
         self._follow_up_thread = threading.Thread(target=self._follow_up_loop, name="policy_follow_up", daemon=True)
         self._follow_up_thread.start()
         sampled = getattr(policy, "samples_by_default", False) if self.sample is None else self.sample
@@ -217,13 +221,15 @@ class PolicyNode(Node):
         self.action_pub.publish(common.action_msg(action))
         self.counts["acted"] += 1
         self.last_latency_ms = (time.time_ns() - stamp_ns) / 1e6
+        self.acted.append((stamp_ns, self.last_latency_ms))
+        self.get_logger().debug(f"acted on observation {stamp_ns} ({self.last_latency_ms:.1f} ms old)")
         self._queue_follow_up((obs, self.goal, msg.header.stamp))
 
     # --- goal score and debug image, off the action path ------------------------------------
     def _queue_follow_up(self, job) -> None:
-        """Hand the acted-on frame to the follow-up thread, in order: every action gets its
-        score and debug image (bench/ros_latency.py pairs them), unless the thread is a whole
-        backlog behind, when the oldest waiting job is dropped."""
+        """Hand the acted-on frame to the follow-up thread. A job still waiting there (the
+        thread is behind, starved on a loaded machine) is replaced: the score of the newest
+        action is the one worth publishing, and a backlog would only make it later."""
         while True:
             try:
                 self._follow_ups.put_nowait(job)
@@ -233,8 +239,6 @@ class PolicyNode(Node):
                     self._follow_ups.get_nowait()
                 except queue.Empty:
                     pass
-                self.get_logger().warning("goal score / debug image behind the actions: dropped the oldest",
-                                          throttle_duration_sec=5.0)
 
     def _follow_up_loop(self) -> None:
         while (job := self._follow_ups.get()) is not None:
