@@ -13,6 +13,7 @@ COMMANDS = {
     "train": "train",
     "demos": "demos",
     "eval": "evaluate",
+    "calibrate": "calibrate",
     "convert": "convert",
     "record": "record",
     "teleop": "teleop",

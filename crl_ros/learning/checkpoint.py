@@ -5,7 +5,8 @@ loads with ``torch.load(..., weights_only=True)`` (no pickled code runs)::
 
     {"format": "crl_ros.checkpoint", "format_version": 1,
      "meta":     {algorithm, config, image_shape, action_dim, action_names, action_mean,
-                  action_std, action_low, action_high, step, dataset, created, crl_ros_version},
+                  action_std, action_low, action_high, step, dataset, created, crl_ros_version,
+                  weights_dtype, calibration (optional: the goal-reached threshold)},
      "model":    agent.state_dict(),
      "training": None | {step, optimizer, sampler, rng, train_config}}
 
@@ -60,6 +61,9 @@ class CheckpointMeta:
     created: str = ""
     crl_ros_version: str = ""
     weights_dtype: str = "float32"  # model.pt may hold float16/bfloat16 weights; Policy.load casts to fp32
+    # the goal-reached detector's threshold (crl_ros.learning.calibration.GoalCalibration.to_dict,
+    # written by `crl calibrate`); None: not calibrated (every model before 2026-12-06)
+    calibration: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.image_shape = tuple(int(s) for s in self.image_shape)  # type: ignore[assignment]
@@ -201,6 +205,15 @@ def set_acting_settings(path: str | os.PathLike, settings: dict[str, Any],
     except ValueError as exc:
         raise CheckpointError(f"{ckpt.path}: {exc}") from exc
     meta = dataclasses.replace(ckpt.meta, config=config)
+    return save_checkpoint(ckpt.path if out is None else out, meta, ckpt.model, ckpt.training)
+
+
+def set_calibration(path: str | os.PathLike, calibration: dict[str, Any] | None,
+                    out: str | os.PathLike | None = None) -> Path:
+    """Store the goal-reached detector's calibration in a saved model (None removes it), its
+    weights and everything else unchanged; writes ``out`` (default: in place, atomically)."""
+    ckpt = load_checkpoint(path)
+    meta = dataclasses.replace(ckpt.meta, calibration=calibration)
     return save_checkpoint(ckpt.path if out is None else out, meta, ckpt.model, ckpt.training)
 
 

@@ -23,6 +23,12 @@ The goal score and the debug image of an action are computed on a thread of thei
 after the action is out: the critic's forward pass (~3x the policy's) and drawing the
 debug image no longer hold the executor, which on a loaded machine delayed the next
 frames (and, in the one-process graph, every other node's callbacks).
+
+With ``hold_on_goal`` (default off) the goal score also decides when the goal is reached:
+once ``hold_ticks`` scores in a row are at or above the threshold stored in the model by
+`crl calibrate`, the node publishes no more actions (arm_node's watchdog then holds the arm
+where it is, gripper unchanged) and ``goal_reached`` (std_msgs/Bool, latched) turns true; a
+new goal image resets it to false and the node acts again.
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ import time
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from std_msgs.msg import Float32, Float32MultiArray
+from std_msgs.msg import Bool, Float32, Float32MultiArray
 
 from crl_ros.nodes import common
 from crl_ros.robot import camera
@@ -58,6 +64,10 @@ PARAMETERS = [
     ("torch_threads", 1, "CPU threads for inference (0 = torch's default); batch-1 inference gains little "
                          "from more, and the other nodes need the cores"),
     common.NICE_PARAMETER,
+    ("hold_on_goal", False, "stop acting once the goal score stayed at or above the model's calibrated threshold "
+                            "(crl calibrate) for hold_ticks scores: arm_node's watchdog holds the arm, goal_reached "
+                            "is published; a new goal resumes. Refused for a model without a threshold"),
+    ("hold_ticks", 0, "hold_on_goal: consecutive goal scores at or above the threshold (0 = the model's calibrated count)"),
 ]
 
 
@@ -122,6 +132,7 @@ class PolicyNode(Node):
         self.action_pub = self.create_publisher(Float32MultiArray, "action", common.reliable_qos())
         self.score_pub = self.create_publisher(Float32, "goal_score", common.reliable_qos())
         self.debug_pub = self.create_publisher(Image, "debug_image", common.sensor_qos())
+        self._setup_goal_hold(bool(p["hold_on_goal"]), int(p["hold_ticks"]))
         self.create_subscription(Image, "observation", self.on_observation, common.sensor_qos())
         self.create_subscription(Image, "goal_image", self.on_goal, common.latched_qos())
         self.act_on_observation = bool(p["act_on_observation"])
@@ -173,6 +184,7 @@ class PolicyNode(Node):
             self.step()
 
     def on_goal(self, msg: Image) -> None:
+        self._reset_goal_hold()
         if msg.width == 0 or msg.height == 0:
             self.goal = None
             self.get_logger().info("goal cleared")
@@ -218,7 +230,11 @@ class PolicyNode(Node):
             self.counts["bad_input"] += 1
             self.get_logger().error(f"not acting: {exc}", throttle_duration_sec=2.0)
             return
-        self.action_pub.publish(common.action_msg(action))
+        with self._hold_lock:  # hold_on_goal: not one action once goal_reached is decided
+            if self._goal_reached:
+                self.counts["holding"] += 1
+                return
+            self.action_pub.publish(common.action_msg(action))
         self.counts["acted"] += 1
         self.last_latency_ms = (time.time_ns() - stamp_ns) / 1e6
         self.acted.append((stamp_ns, self.last_latency_ms))
@@ -256,8 +272,60 @@ class PolicyNode(Node):
             score = None
         if score is not None:
             self.score_pub.publish(Float32(data=float(score)))
+            self._update_goal_hold(float(score), goal)
         if self.debug and self.debug_pub.get_subscription_count() > 0:
             self.debug_pub.publish(common.image_msg(debug_image(obs, goal, score, self.debug_scale), stamp, "debug"))
+
+    # --- goal reached: hold_on_goal ------------------------------------------------------------
+    def _setup_goal_hold(self, enabled: bool, ticks: int) -> None:
+        """goal_reached (latched) and, with hold_on_goal, the model's calibrated threshold;
+        a model without one is refused here, at start, rather than never holding."""
+        from crl_ros.learning.calibration import GoalCalibration
+
+        self.goal_reached_pub = self.create_publisher(Bool, "goal_reached", common.latched_qos())
+        self.hold_on_goal = enabled
+        self._hold_lock = threading.Lock()  # step() and the follow-up thread: no action after the decision
+        self._goal_reached = False
+        self._scores_above = 0
+        self.counts["holding"] = 0
+        self.goal_threshold: float | None = None
+        self.hold_ticks = 0
+        if not enabled:
+            return
+        if ticks < 0:
+            raise ValueError(f"policy_node: hold_ticks must be >= 0 (0 = the model's), got {ticks}")
+        calibration = GoalCalibration.from_meta(getattr(getattr(self.policy, "meta", None), "calibration", None))
+        if calibration is None:
+            raise ValueError("policy_node: hold_on_goal is true but the model has no goal-reached threshold; "
+                             "calibrate it first (crl calibrate --model MODEL, README 'Knowing the goal is "
+                             "reached') or set hold_on_goal:=false")
+        self.goal_threshold = calibration.threshold
+        self.hold_ticks = ticks or calibration.ticks
+        self.get_logger().info(f"hold_on_goal: holding once the goal score is >= {self.goal_threshold:+.3f} "
+                               f"for {self.hold_ticks} scores")
+
+    def _reset_goal_hold(self) -> None:
+        """A new (or cleared) goal: not reached, act again."""
+        with self._hold_lock:
+            self._goal_reached = False
+            self._scores_above = 0
+        self.goal_reached_pub.publish(Bool(data=False))
+
+    def _update_goal_hold(self, score: float, goal: np.ndarray) -> None:
+        """Count the scores at or above the threshold in a row; at hold_ticks, stop acting and
+        say goal_reached. A score computed for a goal that has since been replaced counts for nothing."""
+        if not self.hold_on_goal or goal is not self.goal:
+            return
+        with self._hold_lock:
+            if self._goal_reached:
+                return
+            self._scores_above = self._scores_above + 1 if score >= self.goal_threshold else 0
+            if self._scores_above < self.hold_ticks:
+                return
+            self._goal_reached = True
+        self.goal_reached_pub.publish(Bool(data=True))
+        self.get_logger().info(f"goal reached: score {score:+.2f} >= {self.goal_threshold:+.2f} for "
+                               f"{self.hold_ticks} scores; holding (no more actions until a new goal)")
 
     def close(self) -> None:
         """Stop the follow-up thread after the job in hand (run_node and the bringups call this)."""

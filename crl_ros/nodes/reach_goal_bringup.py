@@ -9,7 +9,9 @@ written to a temporary folder that is removed once goal_node has loaded it). The
 image and the model (loaded as a checkpoint, then handed to policy_node) are checked
 before any node starts.
 
-One episode runs until the simulator reports ``task_success`` (sim) or ``--timeout``.
+One episode runs until the simulator reports ``task_success`` (sim) or ``--timeout``; with
+``--until-reached``, until policy_node (``hold_on_goal``) publishes ``goal_reached``, its
+verdict SUCCESS only if the sim task was done at that moment (else FALSE REACHED).
 The verdict is decided ONCE, at that moment, from the first ``task_success: true``;
 then the goal is cleared and the arm stopped (hold and disable), and only then are the
 result printed and the GIF (goal | camera) written: one frame per action policy_node
@@ -55,6 +57,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gif", help="save goal | camera as this GIF, one frame per action (at the control rate)")
     parser.add_argument("--enable", action="store_true",
                         help="real robot: enable the arm right away (in sim it always is)")
+    parser.add_argument("--until-reached", action="store_true",
+                        help="policy_node hold_on_goal: end the episode when it publishes goal_reached (the "
+                             "model needs a goal threshold: crl calibrate); in sim, SUCCESS only if the task "
+                             "was done then")
 
 
 class ReachGoalError(Exception):
@@ -78,9 +84,14 @@ class ReachResult:
     goal_score: float | None  # the critic's last goal score
     gif: str | None = None
     gif_frames: int = 0
+    reached: bool | None = None  # --until-reached: goal_reached came (None: not asked for)
 
     @property
     def verdict(self) -> str:
+        if self.reached and self.sim and not self.success:
+            return "FALSE REACHED"  # policy_node stopped short of the goal
+        if self.reached and not self.sim:
+            return "REACHED"
         return "SUCCESS" if self.success else ("TIMEOUT" if self.sim else "STOPPED")
 
     @property
@@ -91,8 +102,9 @@ class ReachResult:
     def summary(self) -> str:
         score = "n/a" if self.goal_score is None else f"{self.goal_score:+.2f}"
         what = f"task {self.task} (seed {self.seed})" if self.sim else "goal"
+        reached = {None: "", True: ", ended on goal_reached", False: ", goal_reached never came"}[self.reached]
         return (f"{self.verdict}: {what} after {self.seconds:.1f}s, {self.actions} actions, "
-                f"last goal score {score}")
+                f"last goal score {score}{reached}")
 
     def as_dict(self) -> dict:
         return {**asdict(self), "verdict": self.verdict}
@@ -176,6 +188,9 @@ def check_inputs(args):
         raise ReachGoalError(str(exc), 2) from None
     except (CheckpointError, ValueError) as exc:  # not a checkpoint; a device this machine lacks
         raise ReachGoalError(f"cannot use the model {model}: {exc}", 2) from None
+    if getattr(args, "until_reached", False) and not policy.meta.calibration:
+        raise ReachGoalError(f"--until-reached needs a goal-reached threshold in the model and {model} has none; "
+                             f"calibrate it first: crl calibrate --model {model}", 2)
     return model, policy
 
 
@@ -189,8 +204,9 @@ def run_episode(args, model: str, policy, announce: bool = True) -> ReachResult:
     say = print if announce else (lambda *a, **k: None)
     try:
         sim, policy_node = _start_nodes(args, model, policy, nodes)
+        until_reached = bool(getattr(args, "until_reached", False))
         monitor = _Monitor(rclpy.create_node("reach_goal_monitor"), policy_node, record_frames=bool(args.gif),
-                           watch_success=sim is not None)
+                           watch_success=sim is not None, watch_reached=until_reached)
         nodes.append(monitor.node)
         executor = GraphExecutor(nodes)
 
@@ -208,7 +224,8 @@ def run_episode(args, model: str, policy, announce: bool = True) -> ReachResult:
         seconds, actions, success = monitor.end(args.timeout)
         _end_episode(monitor.node)
         result = ReachResult(sim=sim is not None, task=sim.task_name if sim else None, seed=sim.seed if sim else None,
-                             success=success, seconds=seconds, actions=actions, goal_score=monitor.score)
+                             success=success, seconds=seconds, actions=actions, goal_score=monitor.score,
+                             reached=monitor.reached if until_reached else None)
         say(result.summary(), flush=True)
         if args.gif:
             # one frame per action, up to the verdict's; 1/rate_hz seconds each, as the arm moved
@@ -248,6 +265,8 @@ def _start_nodes(args, model, policy, nodes: list):
     policy_overrides = [_param("model_path", str(model))]
     if args.device:
         policy_overrides.append(_param("device", args.device))
+    if getattr(args, "until_reached", False):
+        policy_overrides.append(_param("hold_on_goal", True))
     try:
         if args.sim:
             from crl_ros.nodes.sim_node import SimNode
@@ -298,9 +317,11 @@ class _Monitor:
     """Watches the graph from outside, like `ros2 topic echo`: a GIF frame of goal | camera
     for every action policy_node publishes (the camera's newest view when the action came),
     the last goal score and, in sim, the FIRST task_success that is true, which ends the
-    episode. Its callbacks only record; the verdict is taken once, by ``end``."""
+    episode. With ``watch_reached`` (--until-reached) the first goal_reached that is true
+    ends it instead, and success is whether the newest task_success was true then. Its
+    callbacks only record; the verdict is taken once, by ``end``."""
 
-    def __init__(self, node, policy, record_frames: bool, watch_success: bool):
+    def __init__(self, node, policy, record_frames: bool, watch_success: bool, watch_reached: bool = False):
         from sensor_msgs.msg import Image
         from std_msgs.msg import Bool, Float32, Float32MultiArray
 
@@ -316,6 +337,10 @@ class _Monitor:
         self._start: float | None = None
         self._ended = False
         self._success_at: tuple[float, int] | None = None
+        self.watch_reached = watch_reached
+        self.reached = False
+        self._task_done = False  # the newest task_success
+        self._reached_at: tuple[float, int, bool] | None = None
         if record_frames:
             node.create_subscription(Image, "observation", self.on_observation, common.sensor_qos())
             node.create_subscription(Float32MultiArray, "action", self.on_action, common.reliable_qos())
@@ -323,6 +348,8 @@ class _Monitor:
         node.create_subscription(Float32, "goal_score", self.on_score, common.reliable_qos())
         if watch_success:
             node.create_subscription(Bool, "task_success", self.on_success, common.reliable_qos())
+        if watch_reached:
+            node.create_subscription(Bool, "goal_reached", self.on_reached, common.latched_qos())
 
     def start(self) -> None:
         with self.lock:
@@ -332,7 +359,9 @@ class _Monitor:
         """Close the episode: (seconds, actions, success) at the first success, else now."""
         with self.lock:
             self._ended = True
-            if self._success_at is not None:
+            if self._reached_at is not None:
+                return self._reached_at
+            if self._success_at is not None and not self.watch_reached:
                 seconds, actions = self._success_at
                 return seconds, actions, True
             return min(time.monotonic() - self._start, timeout), self.policy.counts["acted"], False
@@ -365,9 +394,22 @@ class _Monitor:
 
     def on_success(self, msg) -> None:
         with self.lock:
-            if not msg.data or self._start is None or self._ended or self._success_at is not None:
+            if self._start is None or self._ended:
+                return
+            self._task_done = bool(msg.data)
+            if not msg.data or self._success_at is not None:
                 return
             self._success_at = (time.monotonic() - self._start, self.policy.counts["acted"])
+        if not self.watch_reached:
+            self.finished.set()
+
+    def on_reached(self, msg) -> None:
+        """--until-reached: the first goal_reached true of this episode ends it."""
+        with self.lock:
+            if not msg.data or self._start is None or self._ended or self._reached_at is not None:
+                return
+            self.reached = True
+            self._reached_at = (time.monotonic() - self._start, self.policy.counts["acted"], self._task_done)
         self.finished.set()
 
 

@@ -134,14 +134,19 @@ DONE_HOLD_STEPS = 2
 
 
 def run_episode(env, actor: Actor, max_steps: int | None = None, record: bool = False,
-                seed: int | None = None, options: dict | None = None, until_done: bool = False) -> dict[str, Any]:
-    """Run one episode; returns images [T+1, H, W, C], actions [T, A], success, steps and the goal image.
+                seed: int | None = None, options: dict | None = None, until_done: bool = False,
+                steps_after_success: int = 0) -> dict[str, Any]:
+    """Run one episode; returns images [T+1, H, W, C], actions [T, A], success, steps, the goal
+    image and ``step_success`` [T+1] (the env's success flag of each image).
 
     ``success`` is True if the env reported success at any step (envs end on success).
     With ``until_done`` and an actor whose ``reports_done`` is true (a WidowX scripted expert), the
     episode goes on past success until the expert has finished its skills (e.g. returned the
     arm to rest, as in the goal images), then records DONE_HOLD_STEPS more steps; it still
-    ends at ``max_steps``. With ``record`` the rendered frames are kept under ``"frames"``.
+    ends at ``max_steps``. ``steps_after_success``: the episode goes on for that many steps
+    after the first success (the actor may undo it; `success` stays True), still ending at
+    ``max_steps``: what a goal-reached detector sees after the goal (crl_ros.learning.calibration).
+    With ``record`` the rendered frames are kept under ``"frames"``.
     """
     obs, info = env.reset(seed=seed, options=options)
     goal_image = info["goal_image"]
@@ -152,9 +157,11 @@ def run_episode(env, actor: Actor, max_steps: int | None = None, record: bool = 
     low, high = env.action_space.low, env.action_space.high
     images, actions = [obs["image"]], []
     frames = [env.render()] if record else None
-    success = bool(info.get("success", False))
-    steps, held = 0, 0
-    while (until_done or not success) and steps < max_steps:
+    step_success = [bool(info.get("success", False))]
+    success = step_success[0]
+    steps, held, after = 0, 0, 0
+    while (until_done or not success or after < steps_after_success) and steps < max_steps:
+        after += int(success)
         action = np.clip(np.asarray(actor(obs, goal_image), dtype=np.float32), low, high)
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
@@ -162,17 +169,18 @@ def run_episode(env, actor: Actor, max_steps: int | None = None, record: bool = 
         actions.append(action)
         if record:
             frames.append(env.render())
-        success = success or bool(info.get("success", False))
+        step_success.append(bool(info.get("success", False)))
+        success = success or step_success[-1]
         if until_done:
             held += int(actor.done)
             if held > DONE_HOLD_STEPS or truncated:
                 break
-        elif terminated or truncated:
+        elif truncated or (terminated and steps_after_success == 0):
             break
     result = {
         "images": np.stack(images).astype(np.uint8),
         "actions": np.stack(actions).astype(np.float32) if actions else np.zeros((0, low.shape[0]), np.float32),
-        "success": success, "steps": steps, "goal_image": goal_image,
+        "success": success, "steps": steps, "goal_image": goal_image, "step_success": np.array(step_success),
     }
     if record:
         result["frames"] = frames
@@ -181,7 +189,8 @@ def run_episode(env, actor: Actor, max_steps: int | None = None, record: bool = 
 
 def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int = 0, image_size: int = 48,
              video_path: str | os.PathLike | None = None, max_steps: int | None = None,
-             progress: bool = False, shift=None) -> dict[str, dict[str, float]]:
+             progress: bool = False, shift=None, steps_after_success: int = 0,
+             on_episode: Callable[[str, int, dict], None] | None = None) -> dict[str, dict[str, float]]:
     """Success of ``actor`` per task (``task="all"`` runs every task in ``suite.TASKS``).
 
     Episode ``i`` of a task resets with a seed derived from (``seed``, task index, ``i``), so
@@ -192,7 +201,9 @@ def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int 
     and goals are those of the nominal evaluation. Returns ``{task: {"success_rate",
     "successes", "episodes", "mean_steps", "ci95"}}`` (ci95: the Wilson interval
     [low, high]); with ``video_path`` the first episode of each task is saved as one GIF
-    (goal image | camera view).
+    (goal image | camera view). ``steps_after_success`` goes to `run_episode` (``mean_steps``
+    then counts those steps too); ``on_episode(task, i, episode)`` is called with every
+    `run_episode` result (a goal-reached detector's calibration scores its images).
     """
     suite = get_suite(suite_name)
     tasks = list(suite.TASKS) if task == "all" else [task]
@@ -211,7 +222,10 @@ def evaluate(suite_name: str, task: str, actor: Actor, episodes: int, seed: int 
             task_key = suite.TASKS.index(t) if t in suite.TASKS else task_index
             if hasattr(actor, "seed"):
                 actor.seed(episode_seed(seed, task_key, i, 1))
-            ep = run_episode(env, actor, max_steps=max_steps, record=record, seed=episode_seed(seed, task_key, i))
+            ep = run_episode(env, actor, max_steps=max_steps, record=record, seed=episode_seed(seed, task_key, i),
+                             steps_after_success=steps_after_success)
+            if on_episode is not None:
+                on_episode(t, i, ep)
             successes += int(ep["success"])
             steps.append(ep["steps"])
             if record:
