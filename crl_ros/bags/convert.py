@@ -102,7 +102,9 @@ class ConvertOptions:
     rate_tolerance: float = 0.5           # action period may deviate this fraction from 1/rate_hz
     store_proprio: bool = True            # joint positions as /proprio when joints are recorded
     workers: int = 1                      # processes reading bags (or time slices of one bag) at once
-    min_slice_s: float = 10.0             # the least recording a worker process (or a slice of a bag) is given
+    # The least recording a worker process (or a slice of a bag) is given: a process takes about
+    # 0.5 s to start, in which one process converts some 40 s of 30 Hz VGA.
+    min_slice_s: float = 60.0
     progress: bool = True
     overwrite: bool = False
 
@@ -884,7 +886,7 @@ def convert_bag_pieces(path: str | os.PathLike, options: ConvertOptions,
     """Convert one bag into its episodes, in this process: one, or one per gap-free piece
     (gap_policy split). With options.workers > 1 a long indexed bag is read slice after
     slice, the slices `convert_bags` reads in parallel; the episodes are the same."""
-    plan = plan_bag(path, options, slices=options.workers)
+    plan = plan_bag(path, options, slices=_slices_per_bag(options))
     parts = [read_slice(plan, k, options, on_frame) for k in range(len(plan.slices))]
     return episodes_of_bag(plan, merge_slices(parts), options)
 
@@ -897,7 +899,8 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
     progress bar shows. With options.workers > 1 the slices of all bags are read by that
     many processes at once; the dataset is byte for byte the one a single process writes.
     On any error nothing is written (the partial file is removed) and the BagError
-    propagates, the same one a single process raises.
+    propagates, the same one a single process raises. (Workers start from a forkserver: a
+    script calling this needs multiprocessing's ``if __name__ == "__main__":`` guard.)
     """
     opts = options or ConvertOptions()
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -909,7 +912,7 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
     out = Path(out)
     if out.exists() and not opts.overwrite:
         raise FileExistsError(f"dataset {out} already exists (use --overwrite to replace it)")
-    plans = [plan_bag(b, opts, slices=opts.workers) for b in bags]
+    plans = [plan_bag(b, opts, slices=_slices_per_bag(opts)) for b in bags]
 
     bar = _progress(opts.progress, len(bags))
     episodes: list[Episode] = []
@@ -925,33 +928,48 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
     return out
 
 
+def _slices_per_bag(opts: ConvertOptions) -> int:
+    """With --workers N > 1 a long bag is cut for N worker processes and this one."""
+    return 1 if opts.workers == 1 else opts.workers + 1
+
+
 @contextmanager
 def _read_slices(plans: Sequence[BagPlan], opts: ConvertOptions, bar: "_progress") -> Iterator[Iterator[Streams]]:
-    """Every slice of every bag, in order. They are read by up to ``opts.workers`` processes,
-    each given at least min_slice_s of recording, started from a forkserver, so no state of
-    this one (rclpy in trainer_node, open files, threads) reaches them, while this process
-    makes the episodes of the bags already read; or here, one after another, when that
-    makes fewer than two processes."""
+    """Every slice of every bag, in order. With --workers N > 1 they are read by N worker
+    processes started from a forkserver, so no state of this one (rclpy in trainer_node,
+    open files, threads) reaches them, and by this process too, which reads the last slice
+    while theirs start (some 0.5 s, a core left idle otherwise) and then makes the episodes
+    of the bags read. Each process gets at least min_slice_s of recording; when that leaves
+    one, the slices are read here, one after another."""
     tasks = [(plan, k) for plan in plans for k in range(len(plan.slices))]
     recorded_s = sum(plan.end_ns - plan.start_ns for plan in plans) / 1e9
-    workers = min(opts.workers, len(tasks), int(recorded_s // opts.min_slice_s))
-    if workers < 2:
+    readers = min(_slices_per_bag(opts), len(tasks), int(recorded_s // opts.min_slice_s))
+    if readers < 2:
         yield (read_slice(plan, k, opts, bar.frames) for plan, k in tasks)
         return
+    *pooled, (own_plan, own_k) = tasks
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__, "PIL.Image"])  # imported once, by the server the workers fork from
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(read_slice, plan, k, opts) for plan, k in tasks]
+    with ProcessPoolExecutor(readers - 1, mp_context=context) as pool:
+        futures = [pool.submit(read_slice, plan, k, opts) for plan, k in pooled]
+        try:
+            own: Streams | BagError = read_slice(own_plan, own_k, opts, bar.frames)
+        except BagError as exc:  # raised in slice order: an error in an earlier slice comes first
+            own = exc
 
         def results() -> Iterator[Streams]:
-            for future, (plan, _) in zip(futures, tasks):
+            for future, (plan, _) in zip(futures, pooled):
                 try:
                     part = future.result()   # a worker's BagError is raised here, as it was there
                 except BrokenProcessPool as exc:
-                    raise BagError(f"bag {plan.path}: a worker process reading it died ({exc}); out of memory? "
-                                   "Fewer --workers hold fewer bags in memory") from exc
+                    raise BagError(f"bag {plan.path}: a worker process reading it stopped abruptly ({exc}): out "
+                                   "of memory, or started from a script without the `if __name__ == '__main__':` "
+                                   "guard multiprocessing needs? --workers 1 reads in this process") from exc
                 bar.frames(len(part.step_times))
                 yield part
+            if isinstance(own, BagError):
+                raise own
+            yield own
         try:
             yield results()
         finally:
