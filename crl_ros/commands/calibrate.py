@@ -48,15 +48,17 @@ def measure_episodes(policy, suite_name: str, task: str, episodes: int, seed: in
     """Roll ``policy`` out with crl_ros.sim.rollout.evaluate (its seeds, starts and goals; the
     model's own sampling and gripper settings), each episode going on ``steps_after_success``
     steps past its first success, and score every image against its goal with the critic.
-    One dict per episode: ``task``, ``index``, ``scores`` [T+1], ``success`` [T+1]."""
+    One dict per episode: ``task``, ``index``, ``scores`` [T+1], ``success`` [T+1] and
+    ``image_distance`` [T+1] (mean absolute pixel difference to the goal image, a reference)."""
     from crl_ros.sim.rollout import PolicyActor, evaluate
 
     records: list[dict] = []
 
     def score_episode(task_name: str, index: int, ep: dict) -> None:
         scores = policy.score(ep["images"], ep["goal_image"])
+        distance = np.abs(ep["images"].astype(np.float32) - ep["goal_image"].astype(np.float32)).mean(axis=(1, 2, 3))
         records.append({"task": task_name, "index": index, "scores": np.asarray(scores, np.float64).reshape(-1),
-                        "success": np.asarray(ep["step_success"], bool)})
+                        "success": np.asarray(ep["step_success"], bool), "image_distance": distance})
 
     evaluate(suite_name, task, PolicyActor(policy), episodes=episodes, seed=seed, image_size=policy.image_shape[0],
              progress=progress, steps_after_success=steps_after_success, on_episode=score_episode)
@@ -65,12 +67,17 @@ def measure_episodes(policy, suite_name: str, task: str, episodes: int, seed: in
 
 def format_report(report: dict[str, dict], title: str) -> str:
     width = max(len(task) for task in report)
-    lines = [title, f"{'task':<{width}}  episodes  reached  AUROC  detected  false reached  silent"]
+    lines = [title, f"{'task':<{width}}  episodes  reached  AUROC  in-episode  pixels  detected  false reached  silent"]
     for task, row in report.items():
-        auroc = "  n/a" if np.isnan(row["auroc"]) else f"{row['auroc']:.3f}"
+        auroc, within, pixels = ("  n/a" if np.isnan(row.get(k, np.nan)) else f"{row[k]:.3f}"
+                                 for k in ("auroc", "auroc_within_episode", "auroc_pixels"))
         detector = (f"{row['detected']:>8}  {row['false_reached']:>4} ({100 * row['false_reached_rate']:4.1f}%)"
                     f"  {row['silent']:>6}") if "detected" in row else ""
-        lines.append(f"{task:<{width}}  {row['episodes']:>8}  {row['successful_episodes']:>7}  {auroc}  {detector}")
+        lines.append(f"{task:<{width}}  {row['episodes']:>8}  {row['successful_episodes']:>7}  {auroc}       {within}"
+                     f"   {pixels}  {detector}")
+    lines.append("AUROC: of the goal score at each step vs task_success; in-episode: the mean of each episode's own "
+                 "AUROC (the goal's offset removed); pixels: AUROC of minus the mean pixel difference to the goal "
+                 "image (a reference, not used by the detector)")
     return "\n".join(lines)
 
 
@@ -105,6 +112,19 @@ def report_test(args, policy) -> dict:
     report = per_task_report(episodes, stored.threshold if stored else None, stored.ticks if stored else None)
     return {"seeds": "test", "seed": seed, "threshold": stored.threshold if stored else None,
             "ticks": stored.ticks if stored else None, "tasks": report}
+
+
+def json_safe(value):
+    """``value`` for JSON: NaN (the AUROC of a task without successes) as null, numpy numbers as Python's."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def output_path(args, source: Path) -> Path:
@@ -154,6 +174,6 @@ def run(args: argparse.Namespace) -> int:
               f"{calibration['ticks']} ticks; policy_node hold_on_goal:=true uses it)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"model": str(source), "out": str(out) if out else None, **figures},
-                                              indent=2, default=float))
+        Path(args.json).write_text(json.dumps(json_safe({"model": str(source), "out": str(out) if out else None,
+                                                         **figures}), indent=2))
     return 0

@@ -121,7 +121,9 @@ def choose_threshold(episodes: Sequence[dict], max_false_rate: float = MAX_FALSE
 
 def per_task_report(episodes: Sequence[dict], threshold: float | None, ticks: int | None) -> dict[str, dict]:
     """Per task (and ``"all"``): steps, success steps, AUROC of the step scores vs
-    task_success, and with a threshold the detector's outcomes."""
+    task_success, with a threshold the detector's outcomes, and where the episodes have an
+    ``image_distance`` (to the goal image) the AUROC of minus it (``auroc_pixels``): how much
+    of success a plain image comparison already tells, to judge the critic's score against."""
     tasks = sorted({ep["task"] for ep in episodes}, key=[ep["task"] for ep in episodes].index)
     report = {}
     for task in [*tasks, "all"]:
@@ -130,10 +132,26 @@ def per_task_report(episodes: Sequence[dict], threshold: float | None, ticks: in
         labels = np.concatenate([ep["success"] for ep in chosen])
         row = {"episodes": len(chosen), "successful_episodes": int(sum(bool(np.any(ep["success"])) for ep in chosen)),
                "steps": int(labels.size), "success_steps": int(labels.sum()), "auroc": auroc(scores, labels)}
+        row.update(score_spread(chosen))
+        if all("image_distance" in ep for ep in chosen):
+            row["auroc_pixels"] = auroc(-np.concatenate([ep["image_distance"] for ep in chosen]), labels)
         if threshold is not None:
             row.update(detector_outcomes(chosen, threshold, ticks))
         report[task] = row
     return report
+
+
+def score_spread(episodes: Sequence[dict]) -> dict[str, float]:
+    """Why a threshold can fail: ``between_episodes_std`` (of the episodes' mean scores: how
+    much the score depends on the goal and start) against ``within_episode_std`` (the mean
+    spread inside an episode, where success comes and goes), and ``auroc_within_episode``,
+    the mean AUROC of the episodes that have both success and other steps (the score
+    relative to its own episode: NaN without such episodes)."""
+    means = [float(np.mean(ep["scores"])) for ep in episodes]
+    within = [auroc(ep["scores"], ep["success"]) for ep in episodes if 0 < np.sum(ep["success"]) < len(ep["success"])]
+    return {"between_episodes_std": float(np.std(means)),
+            "within_episode_std": float(np.mean([np.std(ep["scores"]) for ep in episodes])),
+            "auroc_within_episode": float(np.mean(within)) if within else float("nan")}
 
 
 @dataclass

@@ -200,3 +200,20 @@ def test_run_episode_goes_on_after_success_and_records_each_steps_success():
     assert longer["steps"] == plain["steps"] + 4 and len(longer["step_success"]) == len(longer["images"])
     assert longer["step_success"][:plain["steps"] + 1].tolist() == plain["step_success"].tolist()
     np.testing.assert_array_equal(longer["images"][:plain["steps"] + 1], plain["images"])
+
+
+def test_per_task_report_gives_the_pixel_reference_where_episodes_have_it():
+    episodes = [{**_episode([0, 1, 2], [0, 0, 1], "a"), "image_distance": np.array([9.0, 5.0, 1.0])}]
+    assert cal.per_task_report(episodes, None, None)["a"]["auroc_pixels"] == 1.0
+
+
+def test_score_spread_separates_the_goal_offset_from_progress_within_an_episode():
+    # each episode's scores rise at its success, but the episodes sit at offsets 0 and 10
+    episodes = [_episode([0, 0, 1, 1], [0, 0, 1, 1]), _episode([10, 10, 11, 11], [0, 0, 1, 1])]
+    spread = cal.score_spread(episodes)
+    assert spread["between_episodes_std"] == pytest.approx(5.0)
+    assert spread["within_episode_std"] == pytest.approx(0.5)
+    assert spread["auroc_within_episode"] == 1.0
+    assert cal.auroc(np.concatenate([e["scores"] for e in episodes]),
+                     np.concatenate([e["success"] for e in episodes])) == pytest.approx(0.75)  # pooled: the offset blurs it
+    assert np.isnan(cal.score_spread([_episode([1, 2], [1, 1])])["auroc_within_episode"])
