@@ -307,7 +307,10 @@ def call_service(client, request, timeout: float = 10.0, retry: bool = True, att
         left = end - time.monotonic()
         if left <= 0:
             return None
-        result = client.call(request, timeout_sec=min(attempt_timeout, left) if retry else left)
+        try:
+            result = client.call(request, timeout_sec=min(attempt_timeout, left) if retry else left)
+        except TimeoutError:  # rclpy 9 raises where earlier ones returned None
+            result = None
         if result is not None or not retry:
             return result
 

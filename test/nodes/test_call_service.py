@@ -34,3 +34,21 @@ def test_unavailable_service_gives_none_without_sending():
     client = FakeClient(["ok"], available=False)
     assert common.call_service(client, "req", timeout=0.1) is None
     assert client.sent == []
+
+
+class RaisingClient(FakeClient):
+    """rclpy 9's Client.call: TimeoutError when no reply came in time (earlier: None)."""
+
+    def call(self, request, timeout_sec):
+        reply = super().call(request, timeout_sec)
+        if reply is None:
+            raise TimeoutError()
+        return reply
+
+
+def test_a_timeout_error_from_rclpy_is_a_lost_reply_too():
+    client = RaisingClient([None, "ok"])
+    assert common.call_service(client, "req", timeout=5.0, attempt_timeout=0.5) == "ok"
+    assert len(client.sent) == 2
+    assert common.call_service(RaisingClient([]), "req", timeout=1.0, attempt_timeout=0.3) is None
+    assert common.call_service(RaisingClient([]), "req", timeout=1.0, retry=False) is None
