@@ -107,8 +107,8 @@ def describe_models(models: dict[str, str]) -> dict[str, dict]:
         shape = list(meta.image_shape)
         if shape[0] != shape[1] or shape[2] != 3:
             raise BenchError(f"--models {label}: the model takes {shape} images; the sim camera gives square RGB")
-        digest = hashlib.sha256(Path(path).read_bytes() if Path(path).is_file()
-                                else (Path(path) / "model.pt").read_bytes()).hexdigest()
+        file = Path(path) / "model.pt" if Path(path).is_dir() else Path(path)
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
         out[label] = {"path": str(path), "sha256": digest, "algorithm": meta.algorithm, "step": meta.step,
                       "image_shape": shape, "eval_gripper": meta.config.get("eval_gripper", "continuous"),
                       "eval_sample": meta.config.get("eval_sample", True)}
@@ -165,10 +165,11 @@ def _run_cells(jobs: list[dict], workers: int, on_done) -> None:
 
 # -- the result file ----------------------------------------------------------------------------
 
-def load_result(path: Path, config: dict) -> dict:
-    """The result so far at ``path`` (a new one if there is none); BenchError when it was run
-    with other seeds, episodes or step limit, which its cells cannot be mixed with."""
-    if not path.exists():
+def load_result(path: Path, config: dict, fresh: bool = False) -> dict:
+    """The result so far at ``path`` (a new one if there is none, or with ``fresh``: the file is
+    replaced at the first write); BenchError when it was run with other seeds, episodes or step
+    limit, which its cells cannot be mixed with."""
+    if fresh or not path.exists():
         return {"benchmark": "robustness", "suite": SUITE, "config": config, "invocations": [], "models": {},
                 "conditions": {}, "cells": {}}
     try:
@@ -398,7 +399,7 @@ def run_benchmark(args: argparse.Namespace, tasks: list[str], out: Path) -> dict
               "max_steps": args.max_steps, "tasks": tasks, "shifts": args.shifts, "severities": args.severities,
               "goal_cases": args.goal_cases}
     models = describe_models(parse_models(args.models))
-    result = load_result(out, config)
+    result = load_result(out, config, fresh=args.fresh)
     for label, info in models.items():
         known = result["models"].get(label)
         if known and known["sha256"] != info["sha256"]:
@@ -449,8 +450,6 @@ def main(argv=None) -> int:
                 raise BenchError(f"--report-only: {out} does not exist")
             result = json.loads(out.read_text())
         else:
-            if args.fresh and out.exists():
-                out.unlink()
             result = run_benchmark(args, tasks, out)
     except BenchError as exc:
         print(f"robustness: {exc}", file=sys.stderr)

@@ -109,6 +109,9 @@ def test_an_interrupted_run_continues_and_other_settings_are_refused(tiny_model,
     assert bench.main(["--report-only", "--out", str(out), "--chart", str(tmp_path / "c.png")]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny | light | same |"))
     assert row.endswith(" | - | - |") and "[" in row  # mild measured, moderate and strong not run
+    assert bench.main([*args[:-2], "--out", str(out), "--episodes", "2", "--fresh"]) == 0  # start over
+    fresh = json.loads(out.read_text())
+    assert fresh["config"]["episodes"] == 2 and len(fresh["invocations"]) == 1 and len(fresh["cells"]) == 2
 
 
 @pytest.mark.parametrize("argv, problem", [
