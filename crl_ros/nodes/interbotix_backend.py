@@ -39,6 +39,7 @@ from crl_ros.learning.gripper import snap_gripper
 ARM_GROUP = "arm"
 GRIPPER_NAME = "gripper"
 TIMING_WRITE_TIMEOUT_S = 2.0  # the xs_sdk's answers to the two register writes
+UPSTREAM_ROUNDING_RAD = 0.001  # upstream truncates targets to 1 mrad before its speed check
 
 
 def accel_time_for(moving_time: float) -> float:
@@ -232,6 +233,7 @@ class ApiServer:
             self.set_timing(*timing)
         if why := self.stale(deadline):
             return False, why
+        q6 = self.inside_speed_check(q6)
         # No moving_time / accel_time: the registers already hold them.
         if not self.arm.set_joint_positions(q6, blocking=False):
             return False, "set_joint_positions refused the target: " + self.refusal_reason(q6)
@@ -252,6 +254,23 @@ class ApiServer:
         self.arm.core.robot_write_commands(self.arm.group_name, q6)
         self.arm.joint_commands = list(q6)
         return True, ""
+
+    def inside_speed_check(self, q6: list[float]) -> list[float]:
+        """Each joint's target kept 1 mrad inside the step upstream allows. arm_node already
+        limits a step to the velocity limit times moving_time, but upstream truncates a target
+        towards zero to 1 mrad *before* its speed check (int(x * 1000) / 1000), so a full-speed
+        step towards zero could come out up to 1 mrad too long and be refused. Only steps within
+        1 mrad of the limit change, by at most 1 mrad; a step over the limit is left to be refused."""
+        info, moving_time = self.arm.group_info, float(self.arm.moving_time)
+        kept = []
+        for target, last, limit in zip(q6, self.arm.joint_commands, info.joint_velocity_limits):
+            allowed = limit * moving_time
+            if abs(target - last) > allowed + 1e-9:  # over the limit as asked: upstream refuses it, as it should
+                kept.append(float(target))
+                continue
+            reach = max(allowed - UPSTREAM_ROUNDING_RAD, 0.0)
+            kept.append(min(max(float(target), last - reach), last + reach))
+        return kept
 
     def refusal_reason(self, q6: list[float]) -> str:
         """Which of upstream's two checks failed (its rounding: int(x * 1000) / 1000)."""

@@ -230,7 +230,8 @@ def run_episode(args, model: str, policy, announce: bool = True) -> ReachResult:
         if args.gif:
             # one frame per action, up to the verdict's; 1/rate_hz seconds each, as the arm moved
             frame_ms = 1000.0 / float(policy_node.get_parameter("rate_hz").value)
-            result.gif_frames = _save_gif(args.gif, monitor.frames[:actions], frame_ms, say)
+            frames = monitor.frames_for(actions, wait_s=2.0)
+            result.gif_frames = _save_gif(args.gif, frames, frame_ms, say)
             result.gif = args.gif if result.gif_frames else None
         return result
     finally:
@@ -365,6 +366,16 @@ class _Monitor:
                 seconds, actions = self._success_at
                 return seconds, actions, True
             return min(time.monotonic() - self._start, timeout), self.policy.counts["acted"], False
+
+    def frames_for(self, actions: int, wait_s: float) -> list:
+        """The first ``actions`` frames. The count comes from policy_node itself, the frames
+        from this node's subscription, so on a loaded machine the last actions may still be on
+        their way: wait for them up to ``wait_s`` (the executor thread keeps receiving)."""
+        deadline = time.monotonic() + wait_s
+        while len(self.frames) < actions and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with self.lock:
+            return self.frames[:actions]
 
     def on_observation(self, msg) -> None:
         with self.lock:

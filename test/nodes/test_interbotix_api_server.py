@@ -2,6 +2,7 @@
 on a recording stand-in for the upstream arm object: stale and refused commands leave the
 arm and the gripper alone, go_home's longer timing is written once and put back once, and a
 hold commands the measured position."""
+import math
 import time
 from types import SimpleNamespace
 
@@ -84,3 +85,23 @@ def test_hold_commands_the_measured_position(server):
     assert server.hold(time.monotonic() + 5, Q) == (True, "")
     assert server.arm.calls == [("group", Q)]
     assert server.arm.joint_commands == Q  # the next speed check starts from the hold
+
+
+def upstream_speed_check(arm, q6):
+    """What upstream's set_joint_positions checks (truncation to 1 mrad, then the speed)."""
+    info = arm.group_info
+    return all(abs(int(t * 1000) / 1000.0 - last) / arm.moving_time <= limit
+               for t, last, limit in zip(q6, arm.joint_commands, info.joint_velocity_limits))
+
+
+def test_a_full_speed_step_towards_zero_passes_upstreams_rounded_speed_check(server):
+    # arm_node's full-speed step (pi rad/s for 0.2 s) 1.0 -> 0.3717: upstream truncates it to 0.371,
+    # 3.145 rad/s > pi, and would refuse it
+    server.arm.group_info.joint_velocity_limits = [math.pi] * 6
+    server.arm.joint_commands = [1.0, *Q[1:]]
+    step = [0.3717, *Q[1:]]
+    assert not upstream_speed_check(server.arm, step)
+    assert server.move(time.monotonic() + 5, step, None, 0.2) == (True, "")
+    sent = server.arm.calls[-1][1]
+    assert upstream_speed_check(SimpleNamespace(**{**vars(server.arm), "joint_commands": [1.0, *Q[1:]]}), sent)
+    assert abs(sent[0] - step[0]) <= 0.001 + 1e-9 and sent[1:] == Q[1:]  # 1 mrad at most, other joints as asked
