@@ -205,8 +205,9 @@ def frame_qos(depth: int = 2):
 
 
 def latched_qos(depth: int = 1):
-    """The goal image: reliable + transient local, so late joiners get the current goal
-    (and, with depth > 1, the last ``depth`` messages, e.g. training progress)."""
+    """Reliable + transient local with the last ``depth`` messages kept, so a late joiner gets
+    the current state at once: the goal image and every status topic (arm_status,
+    recorder_status, training_progress, goal_reached) use depth 1."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy
     return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
                       history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -8,7 +8,7 @@ from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
 # topic -> the node (process) that publishes it
 LATCHED = {"arm_status": "arm_node", "recorder_status": "recorder_node", "training_progress": "trainer_node",
-           "checkpoint": "trainer_node", "goal_image": "goal_node"}
+           "checkpoint": "trainer_node", "goal_image": "goal_node", "goal_reached": "policy_node"}
 STREAMS = {"goal_score": "policy_node", "action": "policy_node"}
 
 
