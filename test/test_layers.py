@@ -67,3 +67,22 @@ def test_nothing_below_the_commands_imports_them():
                          ids=["ros", "nodes-and-commands"])
 def test_learning_sim_robot_and_bags_use_no_ros_and_no_nodes(forbidden):
     assert not violations(WITHOUT_ROS, forbidden)
+
+
+#: the issue-26 rule: a function a reader can see at once; a longer one says why in a comment
+#: starting "# long:" in its body
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_a_screen_without_a_reason():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                body = lines[node.lineno - 1:node.end_lineno]
+                if length > MAX_FUNCTION_LINES and not any(line.strip().startswith("# long:") for line in body):
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, "functions over a screen without a '# long:' reason:\n" + "\n".join(long)
