@@ -6,7 +6,7 @@ raw rgb8 Image with --kind raw) and 100 Hz joint_states (arm + gripper in one me
 ``--minutes`` long; actions are derived from the joints through FK at 5 Hz (the harder
 case), or taken from a 5 Hz ``action`` topic with --actions. `convert_bags` runs in a
 child process per measurement; a thread there samples the whole process tree (the
-converter, its forkserver and worker processes) every 50 ms from /proc: peak RSS summed
+converter, its forkserver and worker processes) every 0.2 s from /proc: peak RSS summed
 over the tree (pages the workers share with the forkserver counted in each), peak PSS
 (each shared page split between its sharers: the memory the tree really holds), and CPU.
 Memory flat in bag length shows as the same peak for 1x and 2x the length.
@@ -97,19 +97,22 @@ def write_bag(path: Path, minutes: float, kind: str, with_actions: bool) -> dict
 
 
 class TreeSampler(threading.Thread):
-    """Every 50 ms: RSS and PSS summed over this process and its descendants (read from
-    /proc), their peaks, and each process's CPU time as last seen."""
+    """Every 0.2 s: RSS and PSS summed over this process and its descendants (read from
+    /proc), their peaks, and each process's CPU time as last seen; ``own_cpu_s`` is what
+    the sampling itself cost (this thread's CPU time, to take out of the process's)."""
 
     def __init__(self):
         super().__init__(daemon=True)
         self.peak_rss = self.peak_pss = 0
         self.processes = 0
         self.cpu_ticks: dict[int, int] = {}
+        self.own_cpu_s = 0.0
         self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._done.wait(0.05):
+        while not self._done.wait(0.2):
             self.sample()
+        self.own_cpu_s = time.thread_time()
 
     def stop(self) -> None:
         self._done.set()
@@ -125,7 +128,7 @@ class TreeSampler(threading.Thread):
                 pss += kib(f"/proc/{pid}/smaps_rollup", "Pss:")
                 fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
                 self.cpu_ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
-            except (OSError, ValueError):  # the process ended meanwhile
+            except (OSError, ValueError, StopIteration):  # the process ended meanwhile
                 pass
         self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
 
@@ -134,17 +137,14 @@ class TreeSampler(threading.Thread):
 
 
 def tree(root: int) -> list[int]:
-    """``root`` and every process descended from it."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                pass
+    """``root`` and every process descended from it (/proc/PID/task/TID/children)."""
     found = [root]
     for pid in found:
-        found.extend(p for p, parent in parents.items() if parent == pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                found.extend(int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split())
+        except OSError:  # ended meanwhile
+            pass
     return found
 
 
@@ -166,21 +166,33 @@ def child_measure(config: dict) -> dict:
     t2, c2 = time.perf_counter(), time.process_time()
     sampler.stop()
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports included
+    parent_cpu = c2 - c1 - sampler.own_cpu_s
     return {"import_s": t1 - t0, "import_cpu_s": c1 - c0, "convert_s": t2 - t1,
-            "convert_cpu_s": c2 - c1 + sampler.children_cpu_s(), "parent_cpu_s": c2 - c1,
+            "convert_cpu_s": parent_cpu + sampler.children_cpu_s(), "parent_cpu_s": parent_cpu,
+            "sampler_cpu_s": sampler.own_cpu_s,
             "dataset_frames": int(load(config["out"]).num_frames), "processes": sampler.processes,
             "peak_rss_mb": peak_rss, "peak_tree_rss_mb": sampler.peak_rss / 1024,
             "peak_tree_pss_mb": sampler.peak_pss / 1024}
 
 
+def cpu_pressure() -> float | None:
+    """Linux PSI: the % of the last 10 s in which some runnable task waited for a CPU (0: the
+    machine had a core free whenever asked)."""
+    try:
+        return float(open("/proc/pressure/cpu").readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def measure(bag: Path, out: Path, exact_jpeg: bool, workers: int) -> dict:
     """`convert_bags` in a fresh process: wall, CPU (all processes), peak memory, dataset frames."""
     config = {"bag": str(bag), "out": str(out), "exact_jpeg": exact_jpeg, "workers": workers}
-    load_before = os.getloadavg()[0]
+    load_before, pressure_before = os.getloadavg()[0], cpu_pressure()
     r = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], capture_output=True, text=True,
                        check=True)
     res = {"workers": workers, **json.loads(r.stdout.strip().splitlines()[-1])}
     res["load_average_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    res["cpu_pressure_before_after"] = [pressure_before, cpu_pressure()]
     res["dataset_frames_per_cpu_s"] = res["dataset_frames"] / res["convert_cpu_s"]
     res["dataset_frames_per_s"] = res["dataset_frames"] / res["convert_s"]
     res["dataset_frames_per_cpu_s_with_import"] = res["dataset_frames"] / (res["convert_cpu_s"] + res["import_cpu_s"])
