@@ -259,14 +259,15 @@ class ApiServer:
         """Each joint's target kept 1 mrad inside the step upstream allows. arm_node already
         limits a step to the velocity limit times moving_time, but upstream truncates a target
         towards zero to 1 mrad *before* its speed check (int(x * 1000) / 1000), so a full-speed
-        step towards zero could come out up to 1 mrad too long and be refused. Only steps within
-        1 mrad of the limit change, by at most 1 mrad; a step over the limit is left to be refused."""
+        step towards zero could come out up to 1 mrad too long and be refused. Only a step that the
+        rounding alone would push over the limit changes, by at most 1 mrad; a step over the limit is
+        left to be refused."""
         info, moving_time = self.arm.group_info, float(self.arm.moving_time)
         kept = []
         for target, last, limit in zip(q6, self.arm.joint_commands, info.joint_velocity_limits):
-            allowed = limit * moving_time
-            if abs(target - last) > allowed + 1e-9:  # over the limit as asked: upstream refuses it, as it should
-                kept.append(float(target))
+            allowed, rounded = limit * moving_time, int(target * 1000) / 1000.0  # upstream's rounding
+            if abs(target - last) > allowed + 1e-9 or abs(rounded - last) / moving_time <= limit:
+                kept.append(float(target))  # refused as asked (over the limit), or passes as it is
                 continue
             reach = max(allowed - UPSTREAM_ROUNDING_RAD, 0.0)
             kept.append(min(max(float(target), last - reach), last + reach))
