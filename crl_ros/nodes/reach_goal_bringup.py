@@ -235,11 +235,16 @@ def run_episode(args, model: str, policy, announce: bool = True) -> ReachResult:
             result.gif = args.gif if result.gif_frames else None
         return result
     finally:
-        if executor is not None:
-            executor.stop()
-        for node in nodes:
-            getattr(node, "close", lambda: None)()
-            node.destroy_node()
+        stop_nodes(executor, nodes)
+
+
+def stop_nodes(executor, nodes: list) -> None:
+    """Stop the executor thread, then close and destroy each node of a composed graph."""
+    if executor is not None:
+        executor.stop()
+    for node in nodes:
+        getattr(node, "close", lambda: None)()
+        node.destroy_node()
 
 
 def _set_sim_goal(client_node, sim) -> tuple[bool, str]:

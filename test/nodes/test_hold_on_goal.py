@@ -193,11 +193,7 @@ def test_hold_on_goal_stops_the_arm_in_the_composed_graph(tmp_path):
         wait(lambda: policy_node.counts["acted"] > acted, 60, "actions after a new goal")
         assert any(not m.data for m in reached[1:])
     finally:
-        if executor is not None:
-            executor.stop()
-        for node in nodes:
-            getattr(node, "close", lambda: None)()
-            node.destroy_node()
+        reach_goal.stop_nodes(executor, nodes)
         rclpy.try_shutdown()
 
 
