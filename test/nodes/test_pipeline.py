@@ -46,14 +46,15 @@ def test_trainer_node_converts_trains_and_publishes_the_checkpoint(pipeline, pro
     import json
     from std_msgs.msg import String
     from crl_ros.nodes import common
+    from trainer_helpers import start_trainer_heard
     ros = procs
     progress, checkpoint = [], []
     ros.node.create_subscription(String, "training_progress", lambda m: progress.append(json.loads(m.data)),
                                  common.latched_qos(depth=50))
     ros.node.create_subscription(String, "checkpoint", checkpoint.append, common.latched_qos())
-    proc = ros.start("trainer_node", bag_dir=str(pipeline["bags"]), out_dir=str(tmp_path / "run"), steps=2,
-                     settings="batch_size=16", device="cpu", image_topic="/image_raw/compressed",
-                     crop="20 0 140 120", size="48 48")
+    proc = start_trainer_heard(ros, bag_dir=str(pipeline["bags"]), out_dir=str(tmp_path / "run"), steps=2,
+                               settings="batch_size=16", device="cpu", image_topic="/image_raw/compressed",
+                               crop="20 0 140 120", size="48 48")
     ros.wait_for(lambda: checkpoint or (progress and progress[-1]["stage"] == "failed"), 180,
                  "trainer_node checkpoint", procs=[proc])
     ros.spin_for(0.5)

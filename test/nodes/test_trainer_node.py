@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from crl_ros.nodes import common
+from trainer_helpers import start_trainer_heard
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = "batch_size=16 hidden_width=32 encoder_channels=[8,8,8]"
@@ -33,21 +34,6 @@ def _listen(ros):
     return progress, checkpoints, subs
 
 
-def _start_heard(ros, **params):
-    """trainer_node started idle, then asked to train once this test hears its progress topic:
-    the topic keeps only the latest message (a late subscriber gets the current state), so a run
-    started at launch could pass its first stages before the subscription matched."""
-    from std_srvs.srv import Trigger
-    proc = ros.start("trainer_node", start_on_launch=False, **params)
-    ros.wait_for(lambda: ros.node.count_publishers("/training_progress") > 0, 60, "trainer_node's progress topic",
-                 procs=[proc])
-    ros.spin_for(0.5)  # discovery has matched both ends
-    response = ros.call(Trigger, "train")
-    # a retried request whose first reply was lost finds its own run going
-    assert response.success or response.message == "training is already running", response.message
-    return proc
-
-
 def _finished(progress, run):
     return any(p["run"] == run and p["stage"] in ("done", "failed") for p in progress)
 
@@ -58,7 +44,7 @@ def test_trains_on_a_dataset_and_a_second_run_starts_from_step_0(procs, tmp_path
     _crl("demos", "--env", "pointmass", "--episodes", "2", "--out", "pm.h5", cwd=tmp_path)
     progress, checkpoints, subs = _listen(ros)
     out = tmp_path / "run"
-    proc = _start_heard(ros, data=str(tmp_path / "pm.h5"), out_dir=str(out), steps=3, settings=TINY,
+    proc = start_trainer_heard(ros, data=str(tmp_path / "pm.h5"), out_dir=str(out), steps=3, settings=TINY,
                         device="cpu", bag_dir=str(tmp_path / "no_bags_here"))
     ros.wait_for(lambda: _finished(progress, 1), 60, "the first run", procs=[proc])
     first = [p for p in progress if p["run"] == 1]
@@ -111,7 +97,7 @@ def test_converts_a_folder_of_crl_demos_bags_with_the_default_crop(procs, tmp_pa
     _crl("demos", "--env", "widowx", "--bag", "--episodes", "2", "--out", "bags", cwd=tmp_path)
     progress, checkpoints, subs = _listen(ros)
     out = tmp_path / "run"
-    proc = _start_heard(ros, bag_dir=str(tmp_path / "bags"), out_dir=str(out), steps=2, settings=TINY,
+    proc = start_trainer_heard(ros, bag_dir=str(tmp_path / "bags"), out_dir=str(out), steps=2, settings=TINY,
                         device="cpu", algo="gcbc", size="48 48", max_gap=1.0)
     ros.wait_for(lambda: _finished(progress, 1), 90, "the run", procs=[proc])
     assert progress[-1]["stage"] == "done", progress[-1]
