@@ -5,9 +5,9 @@ The bag is what a real WidowX setup records: a 30 Hz VGA camera (JPEG Compressed
 raw rgb8 Image with --kind raw) and 100 Hz joint_states (arm + gripper in one message),
 ``--minutes`` long; actions are derived from the joints through FK at 5 Hz (the harder
 case), or taken from a 5 Hz ``action`` topic with --actions. `convert_bags` runs in a
-child process per measurement; a thread there samples the whole process tree (the
-converter, its forkserver and worker processes) every 0.2 s from /proc: peak RSS summed
-over the tree (pages the workers share with the forkserver counted in each), peak PSS
+child process per measurement; a thread of this one samples that child's process tree (the
+converter and its worker processes) every 0.2 s from /proc: peak RSS summed
+over the tree (pages the workers share with the converter counted in each), peak PSS
 (each shared page split between its sharers: the memory the tree really holds), and CPU.
 Memory flat in bag length shows as the same peak for 1x and 2x the length.
 Targets: >= 1000 dataset frames per CPU-second for JPEG, >= 2000 for raw (issue 10); with
@@ -97,12 +97,15 @@ def write_bag(path: Path, minutes: float, kind: str, with_actions: bool) -> dict
 
 
 class TreeSampler(threading.Thread):
-    """Every 0.2 s: RSS and PSS summed over this process and its descendants (read from
-    /proc), their peaks, and each process's CPU time as last seen; ``own_cpu_s`` is what
-    the sampling itself cost (this thread's CPU time, to take out of the process's)."""
+    """Every 0.2 s, from the bench's own process: RSS and PSS summed over the process
+    ``root`` and its descendants (read from /proc), their peaks, and each process's CPU time
+    as last seen. It samples from outside, so the converter runs as `crl convert` does: one
+    thread (`convert._worker_context` forks its workers then; a sampling thread inside would
+    make it use a forkserver)."""
 
-    def __init__(self):
+    def __init__(self, root: int):
         super().__init__(daemon=True)
+        self.root = root
         self.peak_rss = self.peak_pss = 0
         self.processes = 0
         self.cpu_ticks: dict[int, int] = {}
@@ -119,7 +122,7 @@ class TreeSampler(threading.Thread):
         self.join()
 
     def sample(self) -> None:
-        pids = tree(os.getpid())
+        pids = tree(self.root)
         self.processes = max(self.processes, len(pids))
         rss = pss = 0
         for pid in pids:
@@ -132,8 +135,8 @@ class TreeSampler(threading.Thread):
                 pass
         self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
 
-    def children_cpu_s(self) -> float:
-        return sum(t for pid, t in self.cpu_ticks.items() if pid != os.getpid()) / os.sysconf("SC_CLK_TCK")
+    def descendants_cpu_s(self) -> float:
+        return sum(t for pid, t in self.cpu_ticks.items() if pid != self.root) / os.sysconf("SC_CLK_TCK")
 
 
 def tree(root: int) -> list[int]:
@@ -153,26 +156,19 @@ def kib(path: str, key: str) -> int:
 
 
 def child_measure(config: dict) -> dict:
-    """Runs in the child process: one `convert_bags`, timed and sampled."""
+    """Runs in the child process: one `convert_bags`, timed (the parent samples memory and
+    the workers' CPU)."""
     t0, c0 = time.perf_counter(), time.process_time()
     from crl_ros.bags.convert import ConvertOptions, convert_bags
     from crl_ros.learning.dataset import load
     t1, c1 = time.perf_counter(), time.process_time()
-    sampler = TreeSampler()
-    sampler.start()
     convert_bags([config["bag"]], config["out"], ConvertOptions(
         crop=CROP, size=SIZE, progress=False, overwrite=True, fast_jpeg=not config["exact_jpeg"],
         workers=config["workers"]), log=lambda m: None)
     t2, c2 = time.perf_counter(), time.process_time()
-    sampler.stop()
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports included
-    parent_cpu = c2 - c1 - sampler.own_cpu_s
-    return {"import_s": t1 - t0, "import_cpu_s": c1 - c0, "convert_s": t2 - t1,
-            "convert_cpu_s": parent_cpu + sampler.children_cpu_s(), "parent_cpu_s": parent_cpu,
-            "sampler_cpu_s": sampler.own_cpu_s,
-            "dataset_frames": int(load(config["out"]).num_frames), "processes": sampler.processes,
-            "peak_rss_mb": peak_rss, "peak_tree_rss_mb": sampler.peak_rss / 1024,
-            "peak_tree_pss_mb": sampler.peak_pss / 1024}
+    return {"import_s": t1 - t0, "import_cpu_s": c1 - c0, "convert_s": t2 - t1, "parent_cpu_s": c2 - c1,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # imports included
+            "dataset_frames": int(load(config["out"]).num_frames)}
 
 
 def cpu_pressure() -> float | None:
@@ -188,9 +184,18 @@ def measure(bag: Path, out: Path, exact_jpeg: bool, workers: int) -> dict:
     """`convert_bags` in a fresh process: wall, CPU (all processes), peak memory, dataset frames."""
     config = {"bag": str(bag), "out": str(out), "exact_jpeg": exact_jpeg, "workers": workers}
     load_before, pressure_before = os.getloadavg()[0], cpu_pressure()
-    r = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], capture_output=True, text=True,
-                       check=True)
-    res = {"workers": workers, **json.loads(r.stdout.strip().splitlines()[-1])}
+    child = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(config)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    sampler = TreeSampler(child.pid)
+    sampler.start()
+    stdout, stderr = child.communicate()
+    sampler.stop()
+    if child.returncode:
+        raise RuntimeError(f"the measured conversion failed:\n{stderr}")
+    res = {"workers": workers, **json.loads(stdout.strip().splitlines()[-1])}
+    res.update(convert_cpu_s=res["parent_cpu_s"] + sampler.descendants_cpu_s(), sampler_cpu_s=sampler.own_cpu_s,
+               processes=sampler.processes, peak_tree_rss_mb=sampler.peak_rss / 1024,
+               peak_tree_pss_mb=sampler.peak_pss / 1024)
     res["load_average_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     res["cpu_pressure_before_after"] = [pressure_before, cpu_pressure()]
     res["dataset_frames_per_cpu_s"] = res["dataset_frames"] / res["convert_cpu_s"]

@@ -45,6 +45,7 @@ import os
 import re
 import struct
 import sys
+import threading
 from array import array
 from collections import deque
 from contextlib import contextmanager
@@ -265,11 +266,10 @@ def ee_deltas_from_joints(q: np.ndarray, gripper: np.ndarray) -> np.ndarray:
     Inverse of `crl_ros.robot.actions.compose_ee_delta`: translation difference in the
     base frame and R_{k+1} R_k^T as roll/pitch/yaw; gripper is the opening at k+1.
     """
-    poses = np.stack([kinematics.fk(qk) for qk in q])
+    poses = kinematics.fk_many(q)
     actions = np.zeros((len(q), 7), dtype=np.float64)
     actions[:-1, :3] = poses[1:, :3, 3] - poses[:-1, :3, 3]
-    for k in range(len(q) - 1):
-        actions[k, 3:6] = kinematics.matrix_to_rpy(poses[k + 1, :3, :3] @ poses[k, :3, :3].T)
+    actions[:-1, 3:6] = kinematics.matrix_to_rpy_many(poses[1:, :3, :3] @ poses[:-1, :3, :3].transpose(0, 2, 1))
     actions[:-1, 6] = gripper[1:]
     return actions
 
@@ -899,8 +899,9 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
     progress bar shows. With options.workers > 1 the slices of all bags are read by that
     many processes at once; the dataset is byte for byte the one a single process writes.
     On any error nothing is written (the partial file is removed) and the BagError
-    propagates, the same one a single process raises. (Workers start from a forkserver: a
-    script calling this needs multiprocessing's ``if __name__ == "__main__":`` guard.)
+    propagates, the same one a single process raises. (Workers may start from a forkserver,
+    `_worker_context`: a script calling this needs multiprocessing's ``if __name__ ==
+    "__main__":`` guard.)
     """
     opts = options or ConvertOptions()
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -929,18 +930,61 @@ def convert_bags(bags: Sequence[str | os.PathLike], out: str | os.PathLike,
 
 
 def _slices_per_bag(opts: ConvertOptions) -> int:
-    """With --workers N > 1 a long bag is cut for N worker processes and this one."""
-    return 1 if opts.workers == 1 else opts.workers + 1
+    """With --workers N > 1 a long bag is cut for N processes: N - 1 workers and this one."""
+    return max(1, int(opts.workers))
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start. fork where this process runs one thread and no ROS (the
+    `crl convert` command): a worker then starts at once with everything imported. A
+    forkserver elsewhere (trainer_node: rclpy's threads may hold locks a forked child would
+    inherit): a clean process, no state of this one (rclpy, open files, threads) reaches it,
+    at some 0.3 s of start-up the first time."""
+    # tqdm's monitor thread (the progress bar's) only sleeps on an Event: no lock a child needs
+    threads = [t for t in threading.enumerate() if type(t).__name__ != "TMonitor"]
+    alone = len(threads) == 1 and not any(m == "rclpy" or m.startswith("rclpy.") for m in sys.modules)
+    if alone and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "PIL.Image"])  # imported once, by the server the workers fork from
+    return context
+
+
+def _submit_slices(pool: ProcessPoolExecutor, forked: bool, pooled: list) -> Callable[[], list]:
+    """Submit every pooled slice; returns a call that gives their futures. A forkserver's
+    first submit waits for the server to start and import (~0.3 s): it runs on a thread,
+    so this process reads its own slice meanwhile (a fork is quick, and must not see a
+    second thread)."""
+    submit = lambda: [pool.submit(read_slice, plan, k, opts) for plan, k, opts in pooled]  # noqa: E731
+    if forked:
+        futures = submit()
+        return lambda: futures
+    done: dict = {}
+
+    def submit_all() -> None:
+        try:
+            done["futures"] = submit()
+        except BaseException as exc:  # noqa: BLE001 (raised in the caller's thread)
+            done["error"] = exc
+    thread = threading.Thread(target=submit_all, daemon=True)
+    thread.start()
+
+    def futures() -> list:
+        thread.join()
+        if "error" in done:
+            raise BagError(f"could not start the worker processes ({done['error']}); --workers 1 reads in this "
+                           "process") from done["error"]
+        return done["futures"]
+    return futures
 
 
 @contextmanager
 def _read_slices(plans: Sequence[BagPlan], opts: ConvertOptions, bar: "_progress") -> Iterator[Iterator[Streams]]:
-    """Every slice of every bag, in order. With --workers N > 1 they are read by N worker
-    processes started from a forkserver, so no state of this one (rclpy in trainer_node,
-    open files, threads) reaches them, and by this process too, which reads the last slice
-    while theirs start (some 0.5 s, a core left idle otherwise) and then makes the episodes
-    of the bags read. Each process gets at least min_slice_s of recording; when that leaves
-    one, the slices are read here, one after another."""
+    """Every slice of every bag, in order. With --workers N > 1 they are read by N - 1
+    worker processes (`_worker_context`) and by this one, which reads the last slice while
+    theirs start and then makes the episodes of the bags read. Each process gets at least
+    min_slice_s of recording; when that leaves one, the slices are read here, one after
+    another."""
     tasks = [(plan, k) for plan in plans for k in range(len(plan.slices))]
     recorded_s = sum(plan.end_ns - plan.start_ns for plan in plans) / 1e9
     readers = min(_slices_per_bag(opts), len(tasks), int(recorded_s // opts.min_slice_s))
@@ -948,14 +992,14 @@ def _read_slices(plans: Sequence[BagPlan], opts: ConvertOptions, bar: "_progress
         yield (read_slice(plan, k, opts, bar.frames) for plan, k in tasks)
         return
     *pooled, (own_plan, own_k) = tasks
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "PIL.Image"])  # imported once, by the server the workers fork from
+    context = _worker_context()
     with ProcessPoolExecutor(readers - 1, mp_context=context) as pool:
-        futures = [pool.submit(read_slice, plan, k, opts) for plan, k in pooled]
+        started = _submit_slices(pool, context.get_start_method() == "fork", [(p, k, opts) for p, k in pooled])
         try:
             own: Streams | BagError = read_slice(own_plan, own_k, opts, bar.frames)
         except BagError as exc:  # raised in slice order: an error in an earlier slice comes first
             own = exc
+        futures = started()
 
         def results() -> Iterator[Streams]:
             for future, (plan, _) in zip(futures, pooled):

@@ -224,3 +224,26 @@ def test_worker_options_stay_out_of_the_provenance(tmp_path):
                            log=lambda m: None)
         provenance[workers] = ds.load(out).metadata.provenance["options"]
     assert provenance[1] == provenance[2] and "workers" not in provenance[1]
+
+
+def test_workers_fork_from_a_lone_thread_and_start_from_a_forkserver_beside_others(tmp_path, monkeypatch):
+    from crl_ros.bags import convert
+    import threading
+    monkeypatch.setattr(ds.time, "strftime", lambda *a: "2026-12-06T00:00:00+0000")
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and type(t).__name__ != "TMonitor"]
+    if not others:
+        assert convert._worker_context().get_start_method() == "fork"
+    bag = write_irregular(tmp_path / "long", seconds=5.0, seed=1)
+    opts = ConvertOptions(**OPTS, max_gap_s=0.4, min_fragment_s=0.4, min_slice_s=0.5)
+    convert_bags([bag], tmp_path / "one.h5", opts, log=lambda m: None)
+    stop = threading.Event()
+    beside = threading.Thread(target=stop.wait, daemon=True)   # as rclpy's executor thread would be
+    beside.start()
+    try:
+        assert convert._worker_context().get_start_method() == "forkserver"
+        convert_bags([bag], tmp_path / "two.h5", ConvertOptions(**{**opts.__dict__, "workers": 2}),
+                     log=lambda m: None)
+    finally:
+        stop.set()
+    assert (tmp_path / "two.h5").read_bytes() == (tmp_path / "one.h5").read_bytes()
+

@@ -105,3 +105,11 @@ def test_fast_fk_equals_the_literal_product_of_exponentials():
     for _ in range(50):
         q = rng.uniform(-np.pi, np.pi, 6)
         np.testing.assert_allclose(kin.fk(q), kin.fk_reference(q), atol=1e-12)
+
+
+def test_fk_of_many_steps_is_fk_of_each():
+    q = np.random.default_rng(3).uniform(-2.0, 2.0, size=(50, 6))
+    np.testing.assert_allclose(kin.fk_many(q), np.stack([kin.fk(x) for x in q]), rtol=0, atol=1e-12)
+    r = kin.fk_many(q)[:, :3, :3]
+    np.testing.assert_allclose(kin.matrix_to_rpy_many(r), np.stack([kin.matrix_to_rpy(x) for x in r]),
+                               rtol=0, atol=1e-12)
