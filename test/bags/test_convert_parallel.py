@@ -2,6 +2,8 @@
 processes give the very episodes, dataset bytes and errors of one process; input errors
 come before any progress bar."""
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -231,8 +233,12 @@ def test_workers_fork_from_a_lone_thread_and_start_from_a_forkserver_beside_othe
     import threading
     monkeypatch.setattr(ds.time, "strftime", lambda *a: "2026-12-06T00:00:00+0000")
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and type(t).__name__ != "TMonitor"]
-    if not others:
-        assert convert._worker_context().get_start_method() == "fork"
+    ros = any(m == "rclpy" or m.startswith("rclpy.") for m in sys.modules)   # an earlier test may have imported it
+    assert convert._worker_context().get_start_method() == ("forkserver" if others or ros else "fork")
+    if not ros:
+        monkeypatch.setitem(sys.modules, "rclpy", types.ModuleType("rclpy"))   # as in trainer_node's process
+        assert convert._worker_context().get_start_method() == "forkserver"
+        monkeypatch.delitem(sys.modules, "rclpy")
     bag = write_irregular(tmp_path / "long", seconds=5.0, seed=1)
     opts = ConvertOptions(**OPTS, max_gap_s=0.4, min_fragment_s=0.4, min_slice_s=0.5)
     convert_bags([bag], tmp_path / "one.h5", opts, log=lambda m: None)
