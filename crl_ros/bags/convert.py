@@ -493,17 +493,27 @@ def _first_step(bag: BagReader, image_topic: str, joint_topic: str, opts: Conver
     return None
 
 
+#: how much longer the converting process's slice of a long bag is than a worker's. A worker's
+#: result comes back through a pipe (0.04 s for half of the 10-minute JPEG bench bag) and a
+#: forked worker faults on its first touch of each inherited page: with equal halves the
+#: worker finished 0.05-0.25 s after this process in 2 of 3 timed runs (docs/benchmarks.md)
+OWN_SLICE_EXTRA = 0.04
+
+
 def _slice_bounds(bag: BagReader, image_topic: str, slices: int, opts: ConvertOptions) -> list:
     """Up to ``slices`` [start, stop) ranges of receive time, none shorter than min_slice_s,
-    each starting at a camera frame, so the frame of every step (the newest at or before
+    the last (this process's) OWN_SLICE_EXTRA longer than the others, each starting at a camera frame, so the frame of every step (the newest at or before
     it) is in the step's slice. One slice, the whole bag, unless the bag is an indexed
     .mcap (elsewhere a slice would read every message before it) that opens without
     recovery (a recovered one is scanned again by every reader)."""
-    n = min(slices, int((bag.end_ns - bag.start_ns) / 1e9 // opts.min_slice_s))
+    n = min(slices, int((bag.end_ns - bag.start_ns) / 1e9 / opts.min_slice_s - OWN_SLICE_EXTRA))
     if n < 2 or not bag.indexed or bag.recovered:
         return [(None, None)]
     times = np.fromiter((t for _, t, _, _ in bag.payload_messages([image_topic], lazy=[image_topic])), np.int64)
-    wanted = bag.start_ns + (bag.end_ns - bag.start_ns) * np.arange(1, n) // n
+    # the last slice is this process's: a worker's result also has to come back through a pipe
+    # and its first touches of the pages it inherited fault, so its slices are a little shorter
+    ends = np.cumsum([1.0] * (n - 1) + [1.0 + OWN_SLICE_EXTRA])
+    wanted = bag.start_ns + ((bag.end_ns - bag.start_ns) * ends[:-1] / ends[-1]).astype(np.int64)
     at = np.searchsorted(times, wanted)
     cuts = sorted({int(times[i]) for i in at if 0 < i < len(times) and times[i] > times[0]})
     bounds = [None, *cuts, None]

@@ -140,6 +140,23 @@ def test_time_slices_give_the_episodes_of_one_pass(tmp_path, case, gap_policy):
         assert_same_episodes(convert_bag_pieces(bag, sliced), expected)
 
 
+def test_this_process_reads_a_slightly_longer_last_slice_and_none_is_shorter_than_the_minimum(tmp_path):
+    from crl_ros.bags.convert import OWN_SLICE_EXTRA
+    assert 0 < OWN_SLICE_EXTRA < 0.2
+    bag = write_irregular(tmp_path / "long", seconds=20.0, seed=3, camera_holes=())
+    slack = 2 * CAM_PERIOD / SEC   # cuts fall on camera frames, whose period jitters
+    for workers, min_slice in ((2, 0.5), (3, 0.5), (4, 4.9)):
+        plan = plan_bag(bag, ConvertOptions(**OPTS, workers=workers, min_slice_s=min_slice), slices=workers)
+        edges = [plan.start_ns, *(start for start, _ in plan.slices[1:]), plan.end_ns]
+        lengths = np.diff(edges) / 1e9
+        assert len(lengths) == workers and lengths.min() >= min_slice - slack, lengths
+        assert lengths[-1] > lengths[:-1].max() + slack, lengths   # 20 s: 0.2-0.4 s longer
+        assert abs(lengths[-1] / lengths.sum() - (1 + OWN_SLICE_EXTRA) / (workers + OWN_SLICE_EXTRA)) < slack / lengths.sum()
+    # slices of a quarter of the bag, a little less: four equal ones would do, but the workers' would be too short
+    quarter = (plan.end_ns - plan.start_ns) / 4e9 * (1 - OWN_SLICE_EXTRA / 8)
+    assert len(plan_bag(bag, ConvertOptions(**OPTS, min_slice_s=quarter), slices=4).slices) == 3
+
+
 def test_a_bag_that_cannot_be_read_from_a_time_on_is_one_slice(tmp_path):
     bag = write_episode(tmp_path / "ep", 3.0, storage="sqlite3")
     assert plan_bag(bag, ConvertOptions(**OPTS, min_slice_s=0.3), slices=4).slices == [(None, None)]
