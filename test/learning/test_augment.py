@@ -246,6 +246,31 @@ def test_switches_and_ranges_reach_the_ops():
     assert PROFILES["cpu_robust"].steps == PROFILES["cpu"].steps
 
 
+def test_goal_apart_gives_that_fraction_of_goals_their_own_draw():
+    """augment_goal_apart: a goal captured before the camera moved. 0 keeps one draw for the
+    observation and the goal of a sample, bit for bit; p > 0 gives about p of the goals a
+    second draw (here obs and goal are the same images, so a shared draw leaves them equal)."""
+    same = torch.randint(0, 256, (400, 24, 24, 3), dtype=torch.uint8)
+    base = apply_overrides(default_config("gcbc"), [*TINY, "augment_prob=1", *augment_overrides(["crop", "rotate",
+                                                                                                  "color_jitter"])])
+    (obs0, goal0), s0 = _augment_once(base, [same, same])
+    assert torch.equal(obs0, goal0)
+    for fraction in (0.0, 0.5, 1.0):
+        cfg = apply_overrides(base, [f"augment_goal_apart={fraction}"])
+        agent = make_agent("gcbc", cfg, (24, 24, 3), 7, "cpu")
+        sampler = Sampler(synthetic_dataset(), "cpu", seed=11)
+        obs, goal = agent.augment(sampler, [same, same], [False, True])
+        assert torch.equal(obs, obs0)   # the observation's draw is the one it always had
+        apart = (obs != goal).flatten(1).any(1).float().mean().item()
+        assert {0.0: apart == 0.0, 0.5: 0.38 < apart < 0.62, 1.0: apart > 0.97}[fraction], (fraction, apart)
+        if fraction == 0.0:
+            assert torch.equal(sampler.generator.get_state(), s0.generator.get_state())  # no extra draws
+    with pytest.raises(ValueError, match="augment_goal_apart must be in"):
+        apply_overrides(base, ["augment_goal_apart=1.5"])
+    with pytest.raises(ValueError, match="none is on"):   # with the shift alone there is nothing to draw apart
+        apply_overrides(default_config("gcbc"), ["augment_goal_apart=0.5"])
+
+
 def test_augment_names_and_bad_ranges():
     assert augment_overrides(["none"]) == ["augment=false"]
     on = augment_overrides(["shift", " rotate"])

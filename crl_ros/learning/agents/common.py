@@ -87,6 +87,11 @@ class AgentConfig(NetworkConfig):
     augment_blur_sigma: tuple[float, float] = (0.1, 1.0)
     augment_noise: bool = False  # Gaussian sensor noise, std U[0, augment_noise_std] grey levels
     augment_noise_std: float = 5.0
+    # The fraction of samples whose goal image gets its own draw of the augmentations above
+    # (crop, rotation, colour, blur, noise; the random shift stays shared): a goal captured
+    # before the camera was bumped or the light changed. 0 (the default, the authors'): one
+    # draw for the observation and the goal of a sample, as a goal captured under the same shift.
+    augment_goal_apart: float = 0.0
     # bf16 autocast of the forward passes (fp32 weights, optimiser and losses), where the device
     # has native bf16 (crl_ros.learning.precision); elsewhere the agent runs in fp32
     bf16: bool = False
@@ -114,6 +119,15 @@ class AgentConfig(NetworkConfig):
                 raise ValueError(f"{name} must be in [0, {highest:g}], got {getattr(self, name)}")
         if self.augment_pad < 0:
             raise ValueError(f"augment_pad must be >= 0, got {self.augment_pad}")
+        if not 0.0 <= self.augment_goal_apart <= 1.0:
+            raise ValueError(f"augment_goal_apart must be in [0, 1], got {self.augment_goal_apart}")
+        if self.augment_goal_apart and not self._camera_augmentations():
+            raise ValueError("augment_goal_apart draws the goal's crop/rotate/color_jitter/blur/noise apart, but none "
+                             "is on: add them (e.g. --augment shift,crop,rotate,color_jitter)")
+
+    def _camera_augmentations(self) -> bool:
+        return any((self.augment_resized_crop, self.augment_rotate, self.augment_color_jitter, self.augment_blur,
+                    self.augment_noise))
 
 
 #: `crl train --augment` names -> the AgentConfig switch each turns on
@@ -191,13 +205,30 @@ class OfflineAgent(Agent):
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def augment(self, sampler, images: Sequence[torch.Tensor]) -> list[torch.Tensor] | None:
+    def augment(self, sampler, images: Sequence[torch.Tensor], goals: Sequence[bool] = ()) -> list[torch.Tensor] | None:
         """With probability augment_prob (per batch) the same random augmentation for all
-        `images` (e.g. observation and goal) of a sample; None when this batch stays as is."""
+        `images` (e.g. observation and goal) of a sample; None when this batch stays as is.
+        ``goals`` flags the goal images: with augment_goal_apart > 0 that fraction of the
+        samples has its goals augmented by a second, independent draw."""
         cfg = self.config
         if not (cfg.augment and batch_coin(cfg.augment_prob, sampler.host_generator)):
             return None
         images, generator = list(images), sampler.generator
+        if cfg.augment_goal_apart and any(goals):
+            together = self._camera_augment(images, generator)
+            apart = iter(self._camera_augment([x for x, g in zip(images, goals) if g], generator))
+            chosen = torch.rand(images[0].shape[0], generator=generator, device=images[0].device) < cfg.augment_goal_apart
+            chosen = chosen.view(-1, *([1] * (images[0].dim() - 1)))
+            images = [torch.where(chosen, next(apart), x) if g else x for x, g in zip(together, goals)]
+        else:
+            images = self._camera_augment(images, generator)
+        if cfg.augment_shift:
+            images = random_shift(images, cfg.augment_pad, generator)
+        return images
+
+    def _camera_augment(self, images: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+        """The augmentations beyond the shift, one draw for all of ``images``."""
+        cfg = self.config
         if cfg.augment_resized_crop:
             images = random_resized_crop(images, generator, scale=cfg.augment_crop_scale)
         if cfg.augment_rotate:
@@ -211,8 +242,6 @@ class OfflineAgent(Agent):
             images = gaussian_blur(images, generator, sigma=cfg.augment_blur_sigma)
         if cfg.augment_noise:
             images = gaussian_noise(images, generator, std=cfg.augment_noise_std)
-        if cfg.augment_shift:
-            images = random_shift(images, cfg.augment_pad, generator)
         return images
 
     def act(self, obs: torch.Tensor, goal: torch.Tensor, sample: bool = False,

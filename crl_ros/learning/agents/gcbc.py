@@ -29,7 +29,7 @@ class GCBCAgent(OfflineAgent):
         self.check_sampler(sampler)
         idx = sampler.sample_transitions(batch_size)
         obs, goals = sampler.images(idx), sampler.images(sampler.uniform_future(idx))
-        obs, goals = self.augment(sampler, [obs, goals]) or (obs, goals)
+        obs, goals = self.augment(sampler, [obs, goals], [False, True]) or (obs, goals)
         return {"observations": obs, "goals": goals, "actions": sampler.actions(idx)}
 
     def update(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:

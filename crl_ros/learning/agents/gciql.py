@@ -76,7 +76,7 @@ class GCIQLAgent(OfflineAgent):
                           else sampler.geometric_future(idx, cfg.discount))
         reached = (value_goal_idx == next_idx).float()
         images = [sampler.images(i) for i in (idx, next_idx, value_goal_idx, actor_goal_idx)]
-        images = self.augment(sampler, images) or images
+        images = self.augment(sampler, images, [False, False, True, True]) or images
         obs, next_obs, value_goals, actor_goals = images
         return {"observations": obs, "next_observations": next_obs, "value_goals": value_goals,
                 "actor_goals": actor_goals, "actions": sampler.actions(idx),

@@ -116,7 +116,7 @@ class StableCRLAgent(OfflineAgent):
             batch["next_observations"] = sampler.images(idx + 1)
             batch["next_action_noise"] = sampler.standard_normal((batch_size, self.action_dim))
         keys = self._augmented_keys()
-        shifted = self.augment(sampler, [batch[k] for k in keys]) if keys else None
+        shifted = self.augment(sampler, [batch[k] for k in keys], [k == "goals" for k in keys]) if keys else None
         if shifted is not None:
             batch.update({"augmented_" + k: v for k, v in zip(keys, shifted)})
         return batch
