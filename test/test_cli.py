@@ -57,6 +57,14 @@ def test_train_then_eval(demos, tmp_path, capsys):
     assert main(["train", "--data", str(demos), "--out", str(tmp_path / "t2"), "--init-from",
                  str(run / "model.pt"), "--steps", "2", "--set", "hidden_width=8"]) == 2
     assert "keeps the model's config" in capsys.readouterr().err
+    apart = tmp_path / "apart"   # augmentation settings may change in a fine-tune: they change no network
+    assert main(["train", "--data", str(demos), "--out", str(apart), "--init-from", str(run / "model.pt"), "--steps",
+                 "2", "--no-progress", "--augment", "shift,color_jitter", "--set", "augment_goal_apart=0.5"]) == 0
+    tuned_config = json.loads((apart / "run.json").read_text())["agent_config"]
+    assert tuned_config["augment_goal_apart"] == 0.5 and tuned_config["augment_color_jitter"] is True
+    assert main(["train", "--data", str(demos), "--out", str(tmp_path / "t4"), "--init-from", str(run / "model.pt"),
+                 "--steps", "2", "--set", "augment_goal_apart=0.5"]) == 2   # the shift alone: nothing to draw apart
+    assert "none is on" in capsys.readouterr().err
     assert main(["train", "--data", str(demos), "--out", str(tmp_path / "t3"), "--init-from",
                  str(run / "model.pt")]) == 2
     assert "needs --data and --steps" in capsys.readouterr().err

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "(default auto; on --resume the run's)")
     parser.add_argument("--config", help="YAML file of agent config overrides")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="agent config overrides, e.g. hidden_width=256 critic_loss=mc")
+                        help="agent config overrides, e.g. hidden_width=256 critic_loss=mc (with --init-from: "
+                             "augment_* settings only, e.g. augment_goal_apart=0.5)")
     parser.add_argument("--augment", metavar="NAME,...", default=None,
                         help="image augmentations, exactly these (the others off): shift (the paper's random "
                              "shift, the default), crop, rotate, color_jitter, blur, noise; or none. Ranges: "
@@ -229,8 +230,11 @@ def _new_run(args: argparse.Namespace, settings: dict):
 
 def _fine_tune_data(args: argparse.Namespace, settings: dict) -> list[str]:
     """--init-from: a new run from a model's weights, config and action statistics."""
-    if _size_overrides(args) or args.config or args.profile:
-        raise _Refused("--init-from keeps the model's config; drop --profile/--config/--set/--batch-size", 2)
+    network = [o for o in _size_overrides(args) if not _is_augment_setting(o)]
+    if network or args.config or args.profile:
+        given = f" (given: {' '.join(network)})" if network else ""
+        raise _Refused("--init-from keeps the model's config; drop --profile/--config/--batch-size and any --set "
+                       f"but augment_* settings{given}", 2)
     if not args.data or "steps" not in settings:
         raise _Refused("--init-from needs --data and --steps (the new run's steps)", 2)
     return args.data
@@ -248,21 +252,29 @@ def _augment_overrides(args: argparse.Namespace) -> list[str]:
         raise _Refused(f"--augment: {exc}", 2) from exc
 
 
+def _is_augment_setting(override: str) -> bool:
+    return override.partition("=")[0].strip().startswith("augment")
+
+
 def _fine_tune_config(args: argparse.Namespace):
-    """--init-from with --augment: the model's config with those augmentations (they change no
-    network, so its weights still fit); None (the model's config as saved) without --augment."""
+    """--init-from with --augment or --set augment_*=...: the model's config with those
+    augmentations (they change no network, so its weights still fit); None (the model's
+    config as saved) without them."""
     from crl_ros.learning.agents import config_from_checkpoint
     from crl_ros.learning.checkpoint import CheckpointError, load_checkpoint
     from crl_ros.learning.config import apply_overrides
 
-    overrides = _augment_overrides(args)
+    overrides = _augment_overrides(args) + [o for o in args.overrides if _is_augment_setting(o)]
     if not overrides:
         return None
     try:
         meta = load_checkpoint(args.init_from).meta
     except CheckpointError as exc:
         raise _Refused(str(exc)) from exc
-    return apply_overrides(config_from_checkpoint(meta.algorithm, meta.config), overrides)
+    try:
+        return apply_overrides(config_from_checkpoint(meta.algorithm, meta.config), overrides)
+    except ValueError as exc:
+        raise _Refused(f"--set: {exc}", 2) from exc
 
 
 def _resumed_data(args: argparse.Namespace, settings: dict) -> list[str] | None:
