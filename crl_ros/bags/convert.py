@@ -502,16 +502,14 @@ OWN_SLICE_EXTRA = 0.04
 
 def _slice_bounds(bag: BagReader, image_topic: str, slices: int, opts: ConvertOptions) -> list:
     """Up to ``slices`` [start, stop) ranges of receive time, none shorter than min_slice_s,
-    the last (this process's) OWN_SLICE_EXTRA longer than the others, each starting at a camera frame, so the frame of every step (the newest at or before
-    it) is in the step's slice. One slice, the whole bag, unless the bag is an indexed
+    the last (this process's) OWN_SLICE_EXTRA longer than the others, each starting at a
+    camera frame, so the frame of every step (the newest at or before it) is in the step's slice. One slice, the whole bag, unless the bag is an indexed
     .mcap (elsewhere a slice would read every message before it) that opens without
     recovery (a recovered one is scanned again by every reader)."""
     n = min(slices, int((bag.end_ns - bag.start_ns) / 1e9 / opts.min_slice_s - OWN_SLICE_EXTRA))
     if n < 2 or not bag.indexed or bag.recovered:
         return [(None, None)]
     times = np.fromiter((t for _, t, _, _ in bag.payload_messages([image_topic], lazy=[image_topic])), np.int64)
-    # the last slice is this process's: a worker's result also has to come back through a pipe
-    # and its first touches of the pages it inherited fault, so its slices are a little shorter
     ends = np.cumsum([1.0] * (n - 1) + [1.0 + OWN_SLICE_EXTRA])
     wanted = bag.start_ns + ((bag.end_ns - bag.start_ns) * ends[:-1] / ends[-1]).astype(np.int64)
     at = np.searchsorted(times, wanted)

@@ -253,9 +253,9 @@ def test_workers_fork_from_a_lone_thread_and_start_from_a_forkserver_beside_othe
     ros = any(m == "rclpy" or m.startswith("rclpy.") for m in sys.modules)   # an earlier test may have imported it
     assert convert._worker_context().get_start_method() == ("forkserver" if others or ros else "fork")
     if not ros:
-        monkeypatch.setitem(sys.modules, "rclpy", types.ModuleType("rclpy"))   # as in trainer_node's process
-        assert convert._worker_context().get_start_method() == "forkserver"
-        monkeypatch.delitem(sys.modules, "rclpy")
+        with monkeypatch.context() as patched:
+            patched.setitem(sys.modules, "rclpy", types.ModuleType("rclpy"))   # as in trainer_node's process
+            assert convert._worker_context().get_start_method() == "forkserver"
     bag = write_irregular(tmp_path / "long", seconds=5.0, seed=1)
     opts = ConvertOptions(**OPTS, max_gap_s=0.4, min_fragment_s=0.4, min_slice_s=0.5)
     convert_bags([bag], tmp_path / "one.h5", opts, log=lambda m: None)

@@ -213,15 +213,13 @@ class OfflineAgent(Agent):
         cfg = self.config
         if not (cfg.augment and batch_coin(cfg.augment_prob, sampler.host_generator)):
             return None
-        images, generator = list(images), sampler.generator
-        if cfg.augment_goal_apart and any(goals):
-            together = self._camera_augment(images, generator)
-            apart = iter(self._camera_augment([x for x, g in zip(images, goals) if g], generator))
+        originals, generator = list(images), sampler.generator
+        images = self._camera_augment(originals, generator)
+        if cfg.augment_goal_apart and any(goals):   # a second draw for the chosen samples' goals only
             chosen = torch.rand(images[0].shape[0], generator=generator, device=images[0].device) < cfg.augment_goal_apart
-            chosen = chosen.view(-1, *([1] * (images[0].dim() - 1)))
-            images = [torch.where(chosen, next(apart), x) if g else x for x, g in zip(together, goals)]
-        else:
-            images = self._camera_augment(images, generator)
+            rows = chosen.nonzero().squeeze(1)
+            apart = iter(self._camera_augment([x[rows] for x, g in zip(originals, goals) if g], generator))
+            images = [x.index_copy(0, rows, next(apart)) if g else x for x, g in zip(images, goals)]
         if cfg.augment_shift:
             images = random_shift(images, cfg.augment_pad, generator)
         return images
