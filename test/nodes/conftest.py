@@ -32,12 +32,15 @@ def _format_param(value) -> str:
 
 
 class NodeProcess:
-    def __init__(self, module: str, params: dict, env: dict, log_dir: Path, name: str | None = None):
+    def __init__(self, module: str, params: dict, env: dict, log_dir: Path, name: str | None = None,
+                 remap: dict | None = None):
         self.module = module
         self.log_path = log_dir / f"{name or module}-{time.monotonic_ns()}.log"
         args = [sys.executable, "-m", f"crl_ros.nodes.{module}", "--ros-args"]
         if name:
             args += ["-r", f"__node:={name}"]
+        for source, target in (remap or {}).items():
+            args += ["-r", f"{source}:={target}"]
         for key, value in params.items():
             args += ["-p", f"{key}:={_format_param(value)}"]
         self._log = open(self.log_path, "w")
@@ -83,8 +86,9 @@ class RosHarness:
         self.executor.add_node(self.node)
         self.processes: list[NodeProcess] = []
 
-    def start(self, module: str, name: str | None = None, **params) -> NodeProcess:
-        proc = NodeProcess(module, params, self.env, self.log_dir, name)
+    def start(self, module: str, name: str | None = None, remap: dict | None = None, **params) -> NodeProcess:
+        """Start crl_ros.nodes.<module> with ROS parameters ``params`` and topic ``remap``s."""
+        proc = NodeProcess(module, params, self.env, self.log_dir, name, remap)
         self.processes.append(proc)
         return proc
 

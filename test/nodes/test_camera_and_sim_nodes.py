@@ -88,22 +88,25 @@ def test_camera_node_subscribes_reliable_unless_the_driver_is_best_effort(procs,
     from rclpy.qos import ReliabilityPolicy
     from sensor_msgs.msg import Image
     ros = procs
-    proc = ros.start("camera_node", crop=[0, 0, 0, 0], size=[48, 48])
-    fixed = ros.start("camera_node", name="camera_best_effort", input_reliability="best_effort")
+    # a topic of its own: a late-joining process may still hear of the best-effort image_raw
+    # writers the earlier tests destroyed (discovery history), which would trigger the fallback early
+    topic = {"image_raw": "qos_image_raw"}
+    proc = ros.start("camera_node", remap=topic, crop=[0, 0, 0, 0], size=[48, 48])
+    fixed = ros.start("camera_node", name="camera_best_effort", remap=topic, input_reliability="best_effort")
 
     def reliability(node_name):
-        infos = [i for i in ros.node.get_subscriptions_info_by_topic("/image_raw") if i.node_name == node_name]
+        infos = [i for i in ros.node.get_subscriptions_info_by_topic("/qos_image_raw") if i.node_name == node_name]
         return infos[0].qos_profile.reliability if infos else None
 
     ros.wait_for(lambda: reliability("camera_node") and reliability("camera_best_effort"), 30, "subscriptions")
     assert reliability("camera_node") == ReliabilityPolicy.RELIABLE
     assert reliability("camera_best_effort") == ReliabilityPolicy.BEST_EFFORT
     msg = common.image_msg(_frame())
-    reliable_pub = ros.node.create_publisher(Image, "image_raw", common.frame_qos())
+    reliable_pub = ros.node.create_publisher(Image, "qos_image_raw", common.frame_qos())
     _publish_until_observed(ros, reliable_pub, msg, observations, proc)
     assert reliability("camera_node") == ReliabilityPolicy.RELIABLE
     ros.node.destroy_publisher(reliable_pub)
-    best_effort_pub = ros.node.create_publisher(Image, "image_raw", common.sensor_qos())
+    best_effort_pub = ros.node.create_publisher(Image, "qos_image_raw", common.sensor_qos())
     ros.wait_for(lambda: reliability("camera_node") == ReliabilityPolicy.BEST_EFFORT, 20,
                  "camera_node subscribing best effort", procs=[proc])
     observations.clear()
