@@ -265,7 +265,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-COLOURS = [(214, 69, 65), (67, 147, 195), (90, 174, 97), (152, 78, 163), (255, 127, 0), (120, 120, 120)]
+COLOURS = [(214, 69, 65), (67, 147, 195), (90, 174, 97), (152, 78, 163), (255, 127, 0), (120, 120, 120),
+           (166, 86, 40), (247, 129, 191), (23, 190, 207), (188, 189, 34)]  # ten before a colour repeats
 
 
 def _dashed(draw, points, fill, dash: float = 5.0) -> None:
