@@ -503,9 +503,10 @@ OWN_SLICE_EXTRA = 0.04
 def _slice_bounds(bag: BagReader, image_topic: str, slices: int, opts: ConvertOptions) -> list:
     """Up to ``slices`` [start, stop) ranges of receive time, none shorter than min_slice_s,
     the last (this process's) OWN_SLICE_EXTRA longer than the others, each starting at a
-    camera frame, so the frame of every step (the newest at or before it) is in the step's slice. One slice, the whole bag, unless the bag is an indexed
-    .mcap (elsewhere a slice would read every message before it) that opens without
-    recovery (a recovered one is scanned again by every reader)."""
+    camera frame, so the frame of every step (the newest at or before it) is in the step's
+    slice. One slice, the whole bag, unless the bag is an indexed .mcap (elsewhere a slice
+    would read every message before it) that opens without recovery (a recovered one is
+    scanned again by every reader)."""
     n = min(slices, int((bag.end_ns - bag.start_ns) / 1e9 / opts.min_slice_s - OWN_SLICE_EXTRA))
     if n < 2 or not bag.indexed or bag.recovered:
         return [(None, None)]
