@@ -343,6 +343,29 @@ def interrupts_in_main_thread(ros_args: Sequence[str] = ()):
             signal.signal(sig, handler)
 
 
+SPIN_POLL_S = 0.1
+
+
+def spin_until_shutdown(node, poll_s: float = SPIN_POLL_S) -> None:
+    """``rclpy.spin(node)`` on the global executor, but waking every ``poll_s`` to look at the context.
+
+    rclpy's signal thread triggers the executors' guard condition first and shuts the contexts
+    down after, in C, which wakes no executor. An executor that woke on the guard and looked at
+    the context in between (still valid) goes back to an endless wait, and a node with no timer
+    (sim_node, goal_node) then never sees the shutdown: a rare race, seen once in CI as a sim_node
+    still running 60 s after Ctrl-C. A bounded wait sees the context gone within ``poll_s``.
+    """
+    import rclpy
+
+    executor = rclpy.get_global_executor()
+    executor.add_node(node)
+    try:
+        while executor.context.ok():
+            executor.spin_once(timeout_sec=poll_s)
+    finally:
+        executor.remove_node(node)
+
+
 def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     """rclpy.init, build the node, spin until Ctrl-C / SIGTERM, then clean up.
 
@@ -388,7 +411,7 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
             return 1
         if interrupted or not rclpy.ok():  # stopped while starting: the node came up regardless
             return 0
-        rclpy.spin(node)
+        spin_until_shutdown(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:  # rclpy's RCLError ("context is not valid") subclasses it

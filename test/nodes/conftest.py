@@ -50,6 +50,22 @@ class NodeProcess:
         self._log.flush()
         return self.log_path.read_text()
 
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to exit and return its code. If it hangs, SIGABRT makes
+        faulthandler (PYTHONFAULTHANDLER=1 in the harness env) print every thread's stack into
+        the log, and the test fails with that log: a hang is then diagnosable from CI's output."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            raise AssertionError(f"{self.module} did not exit within {timeout} s; its log, with every "
+                                 f"thread's stack:\n{self.log()[-12000:]}") from None
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -77,7 +93,8 @@ class RosHarness:
 
         self.domain = domain
         self.env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                        PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+                        PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
+                        PYTHONFAULTHANDLER="1")
         self.log_dir = log_dir
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)

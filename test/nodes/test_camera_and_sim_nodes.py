@@ -180,7 +180,7 @@ def test_sim_node_shuts_down_without_a_traceback(procs, how):
     ros.node.create_subscription(CompressedImage, "image_raw/compressed", jpegs.append, common.sensor_qos())
     ros.wait_for(lambda: len(images) > 5 and jpegs, 60, "sim_node rendering", procs=[proc])
     proc.proc.send_signal(getattr(signal, how))
-    code = proc.proc.wait(60)
+    code = proc.wait_exit(60)
     log = proc.log()
     assert code == 0, log
     for bad in ("Traceback", "RCLError", "EGLError", "Exception in thread"):

@@ -1,9 +1,15 @@
 """Ctrl-C (SIGINT) and SIGTERM of every node end without a traceback and with exit code 0
 (issue 11): a node busy publishing, recording or waiting is stopped the same way a user or
 `ros2 launch` stops it."""
+import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 NODES = {
     "camera_node": dict(source="folder:{tmp}", fps=10.0, crop=[0, 0, 0, 0], size=[24, 24]),
@@ -40,7 +46,7 @@ def test_node_stops_cleanly(procs, tmp_path, node, how):
     ros.spin_for(1.0)  # let timers and threads run
     assert proc.alive(), proc.log()
     proc.proc.send_signal(getattr(signal, how))
-    code = proc.proc.wait(60)
+    code = proc.wait_exit(60)
     log = proc.log()
     assert code == 0, log
     for bad in ("Traceback", "RCLError", "EGLError", "Exception in thread"):
@@ -69,16 +75,49 @@ def test_run_node_treats_the_context_going_away_under_spin_as_a_clean_stop(monke
         rclpy.shutdown()  # what the SIGINT handler does
         raise RCLError("failed to initialize wait set: the given context is not valid")
 
-    monkeypatch.setattr(rclpy, "spin", spin_after_shutdown)
+    monkeypatch.setattr(common, "spin_until_shutdown", spin_after_shutdown)
     assert common.run_node(FakeNode, args=[]) == 0 and closed == [True]
 
     def spin_fails(node):
         raise RuntimeError("a real failure")
 
-    monkeypatch.setattr(rclpy, "spin", spin_fails)
+    monkeypatch.setattr(common, "spin_until_shutdown", spin_fails)
     with pytest.raises(RuntimeError, match="a real failure"):
         common.run_node(FakeNode, args=[])
     assert closed == [True, True] and not rclpy.ok()
+
+
+NO_TIMER_NODE = """
+import sys, threading, time
+import rclpy
+from rclpy.node import Node
+from crl_ros.nodes import common
+
+def shut_down_like_the_signal_thread():
+    time.sleep(1.0)  # spin is waiting by now, and nothing but a timer would wake it
+    context = rclpy.get_default_context()
+    with context.handle:
+        context.handle.shutdown()  # rcl_shutdown in C: no Python callback, no executor woken
+    print("context shut down", flush=True)
+
+threading.Thread(target=shut_down_like_the_signal_thread, daemon=True).start()
+sys.exit(common.run_node(lambda: Node("no_timer_node"), args=[]))
+"""
+
+
+def test_a_node_without_timers_stops_when_the_context_goes_away_without_waking_spin(tmp_path):
+    """rclpy's signal thread triggers the executors' guard condition, then shuts the context down
+    in C without waking any executor. A node with no timer (sim_node) whose executor went back to
+    waiting in between used to hang in rclpy.spin forever (CI: sim_node alive 60 s after Ctrl-C).
+    run_node's spin looks at the context at least every SPIN_POLL_S."""
+    env = dict(os.environ, ROS_DOMAIN_ID="97", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONFAULTHANDLER="1")
+    try:
+        done = subprocess.run([sys.executable, "-c", NO_TIMER_NODE], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=30)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"run_node still spinning 30 s after the context was shut down: {exc.stdout!r} {exc.stderr!r}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "context shut down" in done.stdout and "Traceback" not in done.stderr, done.stdout + done.stderr
 
 
 def test_policy_node_stopped_while_it_loads_its_model_exits_cleanly(procs):
@@ -90,7 +129,7 @@ def test_policy_node_stopped_while_it_loads_its_model_exits_cleanly(procs):
     ros.wait_for(lambda: any(n.endswith("policy_node_starting") for n in ros.node.get_node_names()), 60,
                  "policy_node in the graph", procs=[proc])
     proc.proc.send_signal(signal.SIGINT)
-    code = proc.proc.wait(60)
+    code = proc.wait_exit(60)
     log = proc.log()
     assert code == 0, log
     for bad in ("Traceback", "KeyboardInterrupt", "RCLError"):
@@ -151,13 +190,12 @@ def test_run_node_restores_the_sigint_handler_it_found():
 
     previous = signal.signal(signal.SIGINT, mine)
     try:
-        import rclpy
-        monkey_spin = rclpy.spin
-        rclpy.spin = lambda node: None
+        monkey_spin = common.spin_until_shutdown
+        common.spin_until_shutdown = lambda node: None
         try:
             assert common.run_node(NoNode, args=[]) == 0
         finally:
-            rclpy.spin = monkey_spin
+            common.spin_until_shutdown = monkey_spin
         assert signal.getsignal(signal.SIGINT) is mine
     finally:
         signal.signal(signal.SIGINT, previous)
