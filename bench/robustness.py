@@ -5,7 +5,8 @@ of crl_ros.sim.shifts at three severities, for both goal cases, on held-out seed
         [--seeds test|selection] [--episodes 50] [--tasks all|reach,push_block,...] \\
         [--shifts camera_pos,camera_rot,light,distractors] [--severities mild,moderate,strong] \\
         [--goal-cases same,nominal] [--workers N] [--out bench/results/robustness_NAME.json] \\
-        [--report [--chart docs/images/robustness_NAME.png] [--markdown FILE]] [--report-only]
+        [--report [--chart docs/images/robustness_NAME.png] [--markdown FILE]] [--report-only] \\
+        [--pool GROUP=LABEL,LABEL,... ...]
 
 Every (model, condition, task) is one *cell* of ``--episodes`` episodes, run by `evaluate` with
 the episode seeds of ``crl eval --seeds ...`` (so a cell's figure is the one ``crl eval --task T
@@ -26,6 +27,13 @@ model and condition the mean over the tasks run, with the pooled Wilson interval
 (mean success per shift, severity and goal case) and per-task table, and draws the chart:
 success vs severity, one panel per shift, one colour per model, solid = goal same, dashed =
 goal nominal, whiskers = Wilson 95%.
+
+``--pool GROUP=LABEL,LABEL,...`` (e.g. one group per algorithm, one label per training seed)
+adds, per group and condition, the successes and episodes summed over the group's models, with
+the Wilson interval of the sum and the range of the models' own means. The pooled interval
+counts episodes, not seeds: it does not widen for seed-to-seed spread, which the range shows.
+The groups are stored in the JSON (``pools``, ``pooled``) and reported as a third table;
+``--report-only --pool ...`` adds them to an existing JSON.
 """
 from __future__ import annotations
 
@@ -91,6 +99,24 @@ def parse_models(texts: list[str]) -> dict[str, str]:
             raise BenchError(f"two models are labelled {label!r}: name them, e.g. --models gcbc={path}")
         models[label] = path
     return models
+
+
+def parse_pools(texts: list[str], models) -> dict[str, list[str]]:
+    """``GROUP=LABEL,LABEL,...`` -> {group: [labels]}; BenchError for a label ``models`` lacks."""
+    pools: dict[str, list[str]] = {}
+    for text in texts:
+        group, sep, labels = text.partition("=")
+        members = [m for m in labels.split(",") if m]
+        if not sep or not group or not members:
+            raise BenchError(f"--pool {text!r}: write GROUP=LABEL,LABEL,...")
+        unknown = [m for m in members if m not in models]
+        if unknown:
+            raise BenchError(f"--pool {group}: no model labelled {', '.join(unknown)} "
+                             f"(the models: {', '.join(models) or 'none'})")
+        if group in pools:
+            raise BenchError(f"--pool: two groups are named {group!r}")
+        pools[group] = list(dict.fromkeys(members))
+    return pools
 
 
 def describe_models(models: dict[str, str]) -> dict[str, dict]:
@@ -208,9 +234,39 @@ def summarise(result: dict) -> dict:
     return summary
 
 
+def pool(result: dict) -> dict:
+    """Per group of ``result["pools"]`` and condition: successes and episodes summed over the
+    group's models (per task and over the tasks), the Wilson interval of the sum, and the range
+    of the models' own means (complete: every model has every task of the configuration)."""
+    from crl_ros.sim.rollout import wilson_interval
+
+    tasks, summary = result["config"]["tasks"], result["summary"]
+    pooled: dict[str, dict] = {}
+    for group, members in result.get("pools", {}).items():
+        for key in result["conditions"]:
+            per_task, successes, episodes = {}, 0, 0
+            for task in tasks:
+                cells = [c for m in members if (c := result["cells"].get(cell_key(m, key, task)))]
+                if cells:
+                    s, e = sum(c["successes"] for c in cells), sum(c["episodes"] for c in cells)
+                    per_task[task] = {"successes": s, "episodes": e, "success_rate": s / e}
+                    successes, episodes = successes + s, episodes + e
+            if not episodes:
+                continue
+            rates = [summary[m][key]["success_rate"] for m in members if key in summary.get(m, {})]
+            pooled.setdefault(group, {})[key] = {
+                "models": members, "successes": successes, "episodes": episodes,
+                "success_rate": successes / episodes, "ci95": list(wilson_interval(successes, episodes)),
+                "model_range": [min(rates), max(rates)], "tasks": per_task,
+                "complete": all(summary.get(m, {}).get(key, {}).get("complete") for m in members)}
+    return pooled
+
+
 def write_json(path: Path, result: dict) -> None:
     """Atomically: an interrupted write leaves the previous file."""
     result["summary"] = summarise(result)
+    if result.get("pools"):
+        result["pooled"] = pool(result)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(result, indent=1))
@@ -262,6 +318,20 @@ def markdown(result: dict) -> str:
             name = "none" if key == "none" else (f"{c['shift']} {'/'.join(c['severities'])} ({c['spec']}), "
                                                  f"goal {c['goal']}")
             lines.append(f"| {model} | {name} | " + " | ".join(per_task) + f" | {_pct(summary[model][key])} |")
+    if result.get("pooled"):
+        lines += ["", "Pooled over each group's models (episodes summed; the interval counts episodes, not seeds; "
+                  "range: the lowest and highest model mean):", "",
+                  "| group | condition | " + " | ".join(cfg["tasks"]) + " | pooled mean | range |",
+                  "| --- | --- |" + " --- |" * (len(cfg["tasks"]) + 2)]
+        for group, rows in result["pooled"].items():
+            for key, entry in rows.items():
+                c = result["conditions"][key]
+                name = "none" if key == "none" else f"{c['shift']} {'/'.join(c['severities'])}, goal {c['goal']}"
+                per_task = [f"{100 * entry['tasks'][t]['success_rate']:.0f}" if t in entry["tasks"] else "-"
+                            for t in cfg["tasks"]]
+                low, high = entry["model_range"]
+                lines.append(f"| {group} (n={len(entry['models'])}) | {name} | " + " | ".join(per_task)
+                             + f" | {_pct(entry)} | {100 * low:.0f}-{100 * high:.0f} |")
     return "\n".join(lines)
 
 
@@ -369,6 +439,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true", help="report on --out without running anything")
     p.add_argument("--chart", default=None, help="chart PNG (default docs/images/<--out's name>.png)")
     p.add_argument("--markdown", default=None, help="also write the Markdown tables to this file")
+    p.add_argument("--pool", nargs="+", default=[], metavar="GROUP=LABEL,LABEL,...",
+                   help="also report each group of models pooled (e.g. an algorithm's training seeds): "
+                        "episodes summed, Wilson interval, range of the models' means")
     return p.parse_args(argv)
 
 
@@ -407,6 +480,8 @@ def run_benchmark(args: argparse.Namespace, tasks: list[str], out: Path) -> dict
             raise BenchError(f"--out {out} holds results of another model labelled {label!r} ({known['path']}): "
                              f"label this one differently or pass --fresh")
         result["models"][label] = info
+    if args.pool:
+        result["pools"] = parse_pools(args.pool, result["models"])
     jobs = []
     for key, condition in conditions(args.shifts, args.severities, args.goal_cases).items():
         known = result["conditions"].setdefault(key, condition)
@@ -450,6 +525,9 @@ def main(argv=None) -> int:
             if not out.exists():
                 raise BenchError(f"--report-only: {out} does not exist")
             result = json.loads(out.read_text())
+            if args.pool:
+                result["pools"] = parse_pools(args.pool, result.get("models", {}))
+                write_json(out, result)
         else:
             result = run_benchmark(args, tasks, out)
     except BenchError as exc:

@@ -124,3 +124,67 @@ def test_an_interrupted_run_continues_and_other_settings_are_refused(tiny_model,
 def test_bad_arguments_name_the_problem(argv, problem, capsys):
     assert _load().main(argv) == 2
     assert problem in capsys.readouterr().err
+
+
+def _synthetic_result(path: Path) -> dict:
+    """A result JSON as a finished run writes it: two seeds of one algorithm, one of another,
+    nominal and one shift, two tasks (no simulator needed)."""
+    bench = _load()
+    tasks, wins = ["reach", "push_block"], {"a_s1": (9, 5), "a_s2": (7, 1), "b_s1": (2, 0)}
+    conditions = {"none": {"shift": "nominal", "goal": "same", "severities": ["nominal"], "spec": ""},
+                  "light=+-0.3, goal nominal": {"shift": "light", "goal": "nominal", "severities": ["moderate"],
+                                                "spec": "light=+-0.3"}}
+    cells = {}
+    for model, (reach, push) in wins.items():
+        for key in conditions:
+            for task, s in zip(tasks, (reach, push)):
+                s = s if key == "none" else s // 2
+                cells[bench.cell_key(model, key, task)] = {
+                    "model": model, "condition": key, "task": task, "successes": s, "episodes": 10,
+                    "success_rate": s / 10, "ci95": list(wilson_interval(s, 10))}
+    result = {"benchmark": "robustness", "suite": "widowx", "invocations": [], "cells": cells,
+              "config": {"seeds": "test", "seed": EVAL_SEEDS["test"], "episodes": 10, "max_steps": None,
+                         "tasks": tasks, "shifts": ["light"], "severities": ["moderate"], "goal_cases": ["nominal"]},
+              "models": {m: {"path": f"{m}.pt", "sha256": "0" * 64, "algorithm": m[0]} for m in wins},
+              "conditions": conditions}
+    bench.write_json(path, result)
+    return result
+
+
+def test_pool_sums_each_groups_episodes_with_a_wilson_interval_and_the_seed_range(tmp_path, capsys):
+    bench, out = _load(), tmp_path / "result.json"
+    _synthetic_result(out)
+    assert "pooled" not in json.loads(out.read_text())
+    assert bench.main(["--report-only", "--out", str(out), "--chart", str(tmp_path / "c.png"),
+                       "--pool", "A=a_s1,a_s2", "B=b_s1"]) == 0
+    result = json.loads(out.read_text())
+    assert result["pools"] == {"A": ["a_s1", "a_s2"], "B": ["b_s1"]}
+    nominal = result["pooled"]["A"]["none"]
+    # reach 9 + 7 of 20, push 5 + 1 of 20: 22 of 40; the seeds' own means 14/20 and 8/20
+    assert (nominal["successes"], nominal["episodes"]) == (22, 40)
+    assert nominal["ci95"] == list(wilson_interval(22, 40))
+    assert nominal["model_range"] == [0.4, 0.7] and nominal["complete"]
+    assert nominal["tasks"]["reach"] == {"successes": 16, "episodes": 20, "success_rate": 0.8}
+    shifted = result["pooled"]["A"]["light=+-0.3, goal nominal"]
+    assert (shifted["successes"], shifted["episodes"]) == (4 + 3 + 2 + 0, 40)  # halved, rounded down
+    assert result["pooled"]["B"]["none"]["successes"] == 2
+    table = capsys.readouterr().out
+    assert "| A (n=2) | none | 80 | 30 | 55 [40, 69] | 40-70 |" in table
+    assert "| B (n=1) | light moderate, goal nominal | 10 | 0 |" in table
+    # the groups stay in the JSON: a later report without --pool still has them
+    assert bench.main(["--report-only", "--out", str(out), "--chart", str(tmp_path / "c.png")]) == 0
+    assert "| A (n=2) | none |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("pool, problem", [
+    ("A=a_s1,zz", "--pool A: no model labelled zz"),
+    ("A", "--pool 'A': write GROUP=LABEL,LABEL,..."),
+    ("A=", "--pool 'A=': write GROUP=LABEL,LABEL,..."),
+])
+def test_a_bad_pool_names_the_problem(tmp_path, pool, problem, capsys):
+    out = tmp_path / "result.json"
+    _synthetic_result(out)
+    before = out.read_text()
+    assert _load().main(["--report-only", "--out", str(out), "--pool", pool]) == 2
+    assert problem in capsys.readouterr().err
+    assert out.read_text() == before  # nothing written
