@@ -244,21 +244,21 @@ def pool(result: dict) -> dict:
     pooled: dict[str, dict] = {}
     for group, members in result.get("pools", {}).items():
         for key in result["conditions"]:
-            per_task, successes, episodes = {}, 0, 0
+            means = [summary[m][key] for m in members if key in summary.get(m, {})]  # summarise's sums
+            if not means:
+                continue
+            per_task = {}
             for task in tasks:
                 cells = [c for m in members if (c := result["cells"].get(cell_key(m, key, task)))]
                 if cells:
                     s, e = sum(c["successes"] for c in cells), sum(c["episodes"] for c in cells)
                     per_task[task] = {"successes": s, "episodes": e, "success_rate": s / e}
-                    successes, episodes = successes + s, episodes + e
-            if not episodes:
-                continue
-            rates = [summary[m][key]["success_rate"] for m in members if key in summary.get(m, {})]
+            successes, episodes = sum(m["successes"] for m in means), sum(m["episodes"] for m in means)
             pooled.setdefault(group, {})[key] = {
                 "models": members, "successes": successes, "episodes": episodes,
                 "success_rate": successes / episodes, "ci95": list(wilson_interval(successes, episodes)),
-                "model_range": [min(rates), max(rates)], "tasks": per_task,
-                "complete": all(summary.get(m, {}).get(key, {}).get("complete") for m in members)}
+                "model_range": [min(m["success_rate"] for m in means), max(m["success_rate"] for m in means)],
+                "tasks": per_task, "complete": len(means) == len(members) and all(m["complete"] for m in means)}
     return pooled
 
 
